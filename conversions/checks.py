@@ -1,0 +1,350 @@
+"""Per-parameter checks of a batch of postbacks.
+
+Each check takes the batch (a list of postback dicts, arrival order) and
+returns ``{postback_id: verdict}``. A verdict is ``{}`` (nothing to say),
+``{"reject": message}``, ``{"decline": reason}``, and may carry ``data`` the
+callback uses. Checks never raise for a business failure, read with one
+query per table for the whole batch, and write nothing: the callback decides.
+"""
+
+import hmac
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.db.models import Q
+from django.db.models.functions import Lower
+
+from offers.models import Cap, CapCounter, Goal, Payout
+from offers.validators import ip_allowed
+from partners.models import Partner
+
+from . import caps
+from .models import Click, Conversion
+
+CLICKID_RE = re.compile(r"^[0-9a-fA-F]{24}$")
+STATUS_CODES = {"1": "approved", "2": "pending", "3": "declined", "5": "hold"}
+MAX_SUM = Decimal("1e11")
+CUSTOM_FIELDS = tuple(f"custom_field{i}" for i in range(1, 8))
+
+Batch = list[dict]
+Verdicts = dict[str, dict]
+
+
+def param(pb: dict, *names: str) -> str:
+    """First value of the first parameter present, as a stripped string."""
+    for name in names:
+        value = pb["params"].get(name)
+        if isinstance(value, list):
+            value = value[0] if value else ""
+        if value is not None and value != "":
+            return str(value).strip()
+    return ""
+
+
+def clickid_of(pb: dict) -> str:
+    return param(pb, "clickid", "click_id").lower()
+
+
+def goal_of(pb: dict) -> str:
+    return (param(pb, "goal") or "1")[:64]
+
+
+def _clicks(batch: Batch, *related: str) -> dict[str, Click]:
+    """The batch's clicks by clickid, with ``related`` joined: one query."""
+    wanted = {cid for pb in batch if CLICKID_RE.match(cid := clickid_of(pb))}
+    if not wanted:
+        return {}
+    return {c.clickid: c for c in Click.objects.select_related(*related).filter(clickid__in=wanted)}
+
+
+def _per_click(batch: Batch, related: tuple, judge: Callable[[dict, Click], dict]) -> Verdicts:
+    clicks = _clicks(batch, *related)
+    return {
+        pb["id"]: judge(pb, click) if (click := clicks.get(clickid_of(pb))) else {} for pb in batch
+    }
+
+
+def parse_sum(raw: str) -> Decimal | None:
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        return None
+    if not value.is_finite() or value < 0 or value >= MAX_SUM:
+        return None
+    return value.quantize(Decimal("0.0001"))
+
+
+def check_params(batch: Batch) -> Verdicts:
+    verdicts = {}
+    for pb in batch:
+        clickid = param(pb, "clickid", "click_id")
+        status = param(pb, "status")
+        raw_sum = param(pb, "sum")
+        amount = parse_sum(raw_sum) if raw_sum else Decimal(0)
+        if not clickid:
+            verdicts[pb["id"]] = {"reject": "Missing mandatory parameter clickid"}
+        elif not CLICKID_RE.match(clickid):
+            verdicts[pb["id"]] = {"reject": "Click_id: invalid format"}
+        elif status and status not in STATUS_CODES:
+            verdicts[pb["id"]] = {"reject": "Invalid parameter status"}
+        elif amount is None:
+            verdicts[pb["id"]] = {"reject": "Invalid parameter sum"}
+        else:
+            verdict = {
+                "data": {
+                    "status": STATUS_CODES.get(status),
+                    "sum": str(amount),
+                    "sum_sent": bool(raw_sum),
+                    "action_id": param(pb, "action_id")[:255],
+                    "ip": param(pb, "ip")[:64],
+                    "comment": param(pb, "comment")[:1024],
+                    "currency": param(pb, "currency")[:3].upper(),
+                    "custom_fields": {
+                        name: param(pb, name)[:255] for name in CUSTOM_FIELDS if param(pb, name)
+                    },
+                }
+            }
+            if status == "3":
+                verdict["decline"] = "Declined via advertiser's postback"
+            verdicts[pb["id"]] = verdict
+    return verdicts
+
+
+def check_click(batch: Batch) -> Verdicts:
+    clicks = _clicks(batch)
+    verdicts = {}
+    for pb in batch:
+        click = clicks.get(clickid_of(pb))
+        if click is None:
+            verdicts[pb["id"]] = {"reject": "Click not found"}
+        else:
+            verdicts[pb["id"]] = {
+                "data": {
+                    "id": click.pk,
+                    "offer_id": click.offer_id,
+                    "partner_id": click.partner_id,
+                    "country": click.country,
+                    "created_at": click.created_at.isoformat(),
+                }
+            }
+    return verdicts
+
+
+def check_offer(batch: Batch) -> Verdicts:
+    def judge(pb: dict, click: Click) -> dict:
+        offer = click.offer
+        if offer.status == offer.Status.DISABLED:
+            return {"reject": "Offer disabled"}
+        return {
+            "data": {
+                "currency": offer.currency,
+                "hold_period": offer.hold_period,
+                "default_status": offer.default_status,
+            }
+        }
+
+    return _per_click(batch, ("offer",), judge)
+
+
+def check_secure(batch: Batch) -> Verdicts:
+    platform = settings.POSTBACK_SECURE
+
+    def judge(pb: dict, click: Click) -> dict:
+        offer = click.offer
+        codes = [code for code in (offer.secure, offer.advertiser.secure, platform) if code]
+        if not codes:
+            return {}
+        sent = param(pb, "secure").encode()
+        # Constant-time comparison against every configured code.
+        if any(hmac.compare_digest(sent, code.encode()) for code in codes):
+            return {}
+        return {"reject": "Access denied"}
+
+    return _per_click(batch, ("offer__advertiser",), judge)
+
+
+def check_ip(batch: Batch) -> Verdicts:
+    def judge(pb: dict, click: Click) -> dict:
+        networks = [*click.offer.allowed_ips, *click.offer.advertiser.allowed_ips]
+        return {} if ip_allowed(pb["ip"], networks) else {"reject": "Current IP-address is denied"}
+
+    return _per_click(batch, ("offer__advertiser",), judge)
+
+
+def check_partner(batch: Batch) -> Verdicts:
+    def judge(pb: dict, click: Click) -> dict:
+        if click.partner.status == Partner.Status.DISABLED:
+            return {"decline": "Partner is disabled"}
+        if click.partner.status == Partner.Status.BANNED:
+            return {"decline": "Partner is banned"}
+        return {}
+
+    return _per_click(batch, ("partner",), judge)
+
+
+def check_lifespan(batch: Batch) -> Verdicts:
+    def judge(pb: dict, click: Click) -> dict:
+        # Measured at receipt, not at processing: queueing never expires a click.
+        age = datetime.fromisoformat(pb["received_at"]) - click.created_at
+        if age > timedelta(hours=click.offer.click_lifespan):
+            return {"decline": "Click session lifespan is expired"}
+        if age < timedelta(seconds=click.offer.min_click_lifespan):
+            return {"decline": "Min click session lifespan is not reached"}
+        return {}
+
+    return _per_click(batch, ("offer",), judge)
+
+
+def _goals(clicks: dict[str, Click]) -> dict[tuple[int, str], Goal]:
+    offer_ids = {c.offer_id for c in clicks.values()}
+    goals = Goal.objects.filter(offer_id__in=offer_ids).annotate(key=Lower("value"))
+    return {(g.offer_id, g.key): g for g in goals}
+
+
+def select_payout(rules: list[Payout], partner_id: int, country: str) -> Payout | None:
+    """Personal beats general; country-specific beats any country."""
+    ranked = sorted(
+        (r for r in rules if r.partner_id in (None, partner_id) and r.country in ("", country)),
+        key=lambda r: (r.partner_id is None, r.country == ""),
+    )
+    return ranked[0] if ranked else None
+
+
+def amounts(rule: Payout, amount: Decimal) -> tuple[Decimal, Decimal]:
+    if rule.type == Payout.Type.PERCENT:
+        cent = Decimal("0.0001")
+        return (amount * rule.revenue / 100).quantize(cent), (amount * rule.payout / 100).quantize(
+            cent
+        )
+    return rule.revenue, rule.payout
+
+
+def check_payout(batch: Batch) -> Verdicts:
+    clicks = _clicks(batch)
+    goals = _goals(clicks)
+    rules: dict[int, list[Payout]] = {}
+    for rule in Payout.objects.filter(goal__in=[g.pk for g in goals.values()]):
+        rules.setdefault(rule.goal_id, []).append(rule)
+    verdicts = {}
+    for pb in batch:
+        click = clicks.get(clickid_of(pb))
+        if click is None:
+            verdicts[pb["id"]] = {}
+            continue
+        goal = goals.get((click.offer_id, goal_of(pb).lower()))
+        rule = goal and select_payout(rules.get(goal.pk, []), click.partner_id, click.country)
+        if rule is None:
+            verdicts[pb["id"]] = {
+                "decline": "Payments not found",
+                "data": {"goal": goal.value if goal else goal_of(pb).lower(), "goal_id": None},
+            }
+            continue
+        revenue, payout = amounts(rule, parse_sum(param(pb, "sum")) or Decimal(0))
+        verdicts[pb["id"]] = {
+            "data": {
+                "goal": goal.value,
+                "goal_id": goal.pk,
+                "revenue": str(revenue),
+                "payout": str(payout),
+            }
+        }
+    return verdicts
+
+
+def check_duplicate(batch: Batch) -> Verdicts:
+    """Early word on duplicates; the callback settles them under the unique constraints."""
+    clicks = _clicks(batch)
+    goals = _goals(clicks)
+    keys = {}
+    for pb in batch:
+        if click := clicks.get(clickid_of(pb)):
+            goal = goals.get((click.offer_id, goal_of(pb).lower()))
+            keys[pb["id"]] = (
+                click.offer_id,
+                goal.value if goal else goal_of(pb).lower(),
+                param(pb, "action_id")[:255],
+                click.pk,
+            )
+    query = Q(pk__in=[])
+    for offer_id, goal, action_id, click_pk in keys.values():
+        query |= Q(
+            offer_id=offer_id,
+            goal=goal,
+            **({"action_id": action_id} if action_id else {"action_id": "", "click_id": click_pk}),
+        )
+    found = {}
+    for conv in Conversion.objects.filter(query).only(
+        "offer_id", "goal", "action_id", "click_id", "status"
+    ):
+        found[
+            (conv.offer_id, conv.goal, conv.action_id, None if conv.action_id else conv.click_id)
+        ] = conv
+    verdicts = {}
+    for pb in batch:
+        key = keys.get(pb["id"])
+        conv = key and found.get((key[0], key[1], key[2], None if key[2] else key[3]))
+        if not conv:
+            verdicts[pb["id"]] = {}
+        elif not param(pb, "status"):
+            verdicts[pb["id"]] = {"reject": "Conversion exists", "data": {"conversion": conv.pk}}
+        elif conv.status != Conversion.Status.PENDING:
+            verdicts[pb["id"]] = {
+                "reject": "Conversion status is not pending",
+                "data": {"conversion": conv.pk},
+            }
+        else:
+            verdicts[pb["id"]] = {"data": {"conversion": conv.pk}}
+    return verdicts
+
+
+def check_cap(batch: Batch) -> Verdicts:
+    """Early word on caps, as counted now; the callback spends them atomically."""
+    clicks = _clicks(batch)
+    goals = _goals(clicks)
+    offer_caps: dict[int, list[Cap]] = {}
+    for cap in Cap.objects.filter(offer_id__in={c.offer_id for c in clicks.values()}):
+        offer_caps.setdefault(cap.offer_id, []).append(cap)
+    counters = {
+        (c.cap_id, c.period_key): c.used
+        for c in CapCounter.objects.filter(cap__offer_id__in=list(offer_caps))
+    }
+    verdicts = {}
+    for pb in batch:
+        click = clicks.get(clickid_of(pb))
+        if click is None:
+            verdicts[pb["id"]] = {}
+            continue
+        goal = goals.get((click.offer_id, goal_of(pb).lower()))
+        when = datetime.fromisoformat(pb["received_at"])
+        full = [
+            cap
+            for cap in caps.applicable(offer_caps.get(click.offer_id, []), goal, click.partner_id)
+            if counters.get((cap.pk, caps.period_key(cap, when)), 0) >= cap.limit
+        ]
+        if any(cap.overcap_status == Cap.OvercapStatus.DECLINED for cap in full):
+            verdicts[pb["id"]] = {"decline": "Cap is reached"}
+        elif full:
+            verdicts[pb["id"]] = {"data": {"overcap": "pending"}}
+        else:
+            verdicts[pb["id"]] = {}
+    return verdicts
+
+
+CHECKS: dict[str, Callable[[Batch], Verdicts]] = {
+    "params": check_params,
+    "click": check_click,
+    "offer": check_offer,
+    "partner": check_partner,
+    "secure": check_secure,
+    "ip": check_ip,
+    "lifespan": check_lifespan,
+    "payout": check_payout,
+    "duplicate": check_duplicate,
+    "cap": check_cap,
+}
+# DESIGN.md's order: rejections first (params covers 1-3), then declines.
+REJECT_ORDER = ("params", "click", "offer", "secure", "ip")
+DECLINE_ORDER = ("partner", "lifespan", "payout", "params")

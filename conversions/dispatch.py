@@ -1,0 +1,190 @@
+"""Getting postbacks from the table onto the queue: nudge, claim, publish, sweep.
+
+The Postback row is the source of truth. A postback is *claimed* by moving it
+from ``received`` to ``processing`` in one conditional UPDATE; whoever claims
+it publishes the chord. Anything that did not finish is found again by
+:func:`sweep`, so a lost message or a dead worker only delays a postback.
+"""
+
+import logging
+import time
+from datetime import timedelta
+
+from celery import chord, current_app
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .models import Postback
+
+log = logging.getLogger(__name__)
+
+NUDGE_KEY = "postbacks:dispatch-pending"
+NUDGE_TTL = 2
+# After a failed publish, skip publishing for a moment: while the broker is
+# down every request would otherwise wait for the connect timeout.
+PUBLISH_BACKOFF = 1.0
+_publish_blocked_until = 0.0
+
+
+def _cache_is_shared() -> bool:
+    backend = settings.CACHES["default"]["BACKEND"]
+    return not any(local in backend for local in ("locmem", "dummy"))
+
+
+def nudge() -> None:
+    """Ask a worker to dispatch received postbacks; never raises.
+
+    With a shared cache, one dispatch task is queued per pending dispatch, not
+    one per postback: the accept path stays a single insert plus one cache
+    round trip. The dispatcher clears the key *before* it claims, so a
+    postback that finds the key set is always seen by that claim.
+    """
+    global _publish_blocked_until
+    if time.monotonic() < _publish_blocked_until:
+        return
+    try:
+        if _cache_is_shared() and not cache.add(NUDGE_KEY, 1, timeout=NUDGE_TTL):
+            return
+        from .tasks import dispatch_received
+
+        dispatch_received.apply_async(retry=False)
+    except Exception:
+        # The row is stored: the sweeper dispatches it when the broker is back.
+        _publish_blocked_until = time.monotonic() + PUBLISH_BACKOFF
+        log.warning("could not publish a dispatch; the sweeper will", exc_info=True)
+
+
+def claim(limit: int, *, stale: bool = False, older_than: float = 0) -> list[str]:
+    """Move up to ``limit`` postbacks to ``processing``, oldest first; return their ids.
+
+    ``stale`` claims ``processing`` postbacks abandoned for POSTBACK_STALE_AFTER
+    instead of ``received`` ones. SKIP LOCKED lets concurrent dispatchers take
+    disjoint batches on PostgreSQL; SQLite serialises writers anyway.
+    """
+    now = timezone.now()
+    if stale:
+        candidates = Postback.objects.filter(
+            state=Postback.State.PROCESSING,
+            dispatched_at__lte=now - timedelta(seconds=settings.POSTBACK_STALE_AFTER),
+        )
+    else:
+        candidates = Postback.objects.filter(state=Postback.State.RECEIVED)
+        if older_than:
+            candidates = candidates.filter(received_at__lte=now - timedelta(seconds=older_than))
+    with transaction.atomic():
+        ids = list(
+            candidates.order_by("received_at")
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)[:limit]
+        )
+        if ids:
+            candidates.filter(pk__in=ids).update(
+                state=Postback.State.PROCESSING,
+                dispatched_at=now,
+                attempts=F("attempts") + 1,
+            )
+    return ids
+
+
+def publish(ids: list[str]) -> bool:
+    """Publish one chord for a claimed batch. On failure, hand the batch back."""
+    from .tasks import CHECK_TASKS, settle
+
+    try:
+        chord([task.s(ids) for task in CHECK_TASKS])(settle.s(ids))
+        return True
+    except Exception:
+        log.warning(
+            "could not publish a batch of %d; returned to received", len(ids), exc_info=True
+        )
+        Postback.objects.filter(pk__in=ids, state=Postback.State.PROCESSING).update(
+            state=Postback.State.RECEIVED, attempts=F("attempts") - 1
+        )
+        return False
+
+
+def dispatch(*, stale: bool = False, older_than: float = 0, max_batches: int = 50) -> int:
+    """Claim and publish batches until none is left (or ``max_batches``). Returns postbacks sent."""
+    size = max(1, settings.POSTBACK_BATCH_SIZE)
+    sent = 0
+    for _ in range(max_batches):
+        ids = claim(size, stale=stale, older_than=older_than)
+        if not ids or not publish(ids):
+            break
+        sent += len(ids)
+        if len(ids) < size:
+            break
+    return sent
+
+
+def dispatch_received() -> int:
+    if _cache_is_shared():
+        cache.delete(NUDGE_KEY)
+    return dispatch()
+
+
+def fail_exhausted() -> int:
+    """Abandoned postbacks that used all their attempts become ``failed``."""
+    cutoff = timezone.now() - timedelta(seconds=settings.POSTBACK_STALE_AFTER)
+    attempts = settings.POSTBACK_MAX_ATTEMPTS
+    return Postback.objects.filter(
+        state=Postback.State.PROCESSING, dispatched_at__lte=cutoff, attempts__gte=attempts
+    ).update(
+        state=Postback.State.FAILED,
+        error=f"Processing did not finish after {attempts} attempts",
+        processed_at=timezone.now(),
+    )
+
+
+def sweep() -> dict:
+    """Find what did not finish and send it again. Run by beat every few seconds."""
+    from . import spool
+
+    return {
+        "imported": spool.import_spool(),
+        "received": dispatch(older_than=settings.POSTBACK_SWEEP_AFTER),
+        "failed": fail_exhausted(),
+        "stale": dispatch(stale=True),
+    }
+
+
+def requeue(ids) -> int:
+    """Put rejected or failed postbacks back to ``received`` and dispatch them.
+
+    Processing again is safe: the callback settles each postback once and the
+    conversion's unique constraints hold whatever happens.
+    """
+    count = Postback.objects.filter(
+        pk__in=list(ids), state__in=[Postback.State.REJECTED, Postback.State.FAILED]
+    ).update(
+        state=Postback.State.RECEIVED,
+        error="",
+        attempts=0,
+        processed_at=None,
+        dispatched_at=None,
+    )
+    if count:
+        transaction.on_commit(nudge)
+    return count
+
+
+def broker_status() -> str:
+    try:
+        with current_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+        return "ok"
+    except Exception as exc:
+        return f"error: {exc.__class__.__name__}"
+
+
+def claim_one(postback_id: str) -> bool:
+    return bool(
+        Postback.objects.filter(pk=postback_id, state=Postback.State.RECEIVED).update(
+            state=Postback.State.PROCESSING,
+            dispatched_at=timezone.now(),
+            attempts=F("attempts") + 1,
+        )
+    )

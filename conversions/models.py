@@ -1,0 +1,236 @@
+import secrets
+import time
+
+from django.db import models
+from django.utils import timezone
+
+from offers.models import MONEY, Offer
+from partners.models import Partner, PartnerPostback
+
+SUB_FIELDS = tuple(f"sub{i}" for i in range(1, 9))
+
+
+def new_clickid() -> str:
+    """24 lowercase hex chars from the OS CSPRNG: unguessable."""
+    return secrets.token_hex(12)
+
+
+def new_postback_id() -> str:
+    """Millisecond time prefix + 64 random bits: unique and sortable by arrival."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
+
+
+class Click(models.Model):
+    clickid = models.CharField(max_length=24, unique=True, default=new_clickid, editable=False)
+    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="clicks")
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="clicks")
+    sub1 = models.CharField(max_length=255, blank=True)
+    sub2 = models.CharField(max_length=255, blank=True)
+    sub3 = models.CharField(max_length=255, blank=True)
+    sub4 = models.CharField(max_length=255, blank=True)
+    sub5 = models.CharField(max_length=255, blank=True)
+    sub6 = models.CharField(max_length=255, blank=True)
+    sub7 = models.CharField(max_length=255, blank=True)
+    sub8 = models.CharField(max_length=255, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
+    referrer = models.CharField(max_length=1024, blank=True)
+    country = models.CharField(max_length=2, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(clickid__regex=r"^[0-9a-f]{24}$"), name="click_clickid_format"
+            ),
+        ]
+        indexes = [
+            # The admin's click list, newest first.
+            models.Index(fields=["-created_at"], name="click_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.clickid
+
+
+class Postback(models.Model):
+    """One inbound postback as received: the source of truth for processing."""
+
+    class State(models.TextChoices):
+        RECEIVED = "received"
+        PROCESSING = "processing"
+        ACCEPTED = "accepted"
+        REJECTED = "rejected"
+        FAILED = "failed"
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_postback_id, editable=False)
+    received_at = models.DateTimeField(default=timezone.now)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    method = models.CharField(max_length=8)
+    params = models.JSONField(default=dict, help_text="Parameters exactly as sent.")
+    # Copied out of params at accept time for search and filtering.
+    clickid = models.CharField(max_length=64, blank=True, db_index=True)
+    action_id = models.CharField(max_length=255, blank=True, db_index=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RECEIVED)
+    error = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    offer = models.ForeignKey(Offer, on_delete=models.SET_NULL, null=True, blank=True)
+    conversion = models.ForeignKey(
+        "Conversion", on_delete=models.SET_NULL, null=True, blank=True, related_name="postbacks"
+    )
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(
+                    state__in=["received", "processing", "accepted", "rejected", "failed"]
+                ),
+                name="postback_state_valid",
+            ),
+        ]
+        indexes = [
+            # The dispatcher and sweeper claim unfinished postbacks oldest first;
+            # the partial index stays small however large the table grows.
+            models.Index(
+                fields=["state", "received_at"],
+                name="postback_unfinished_idx",
+                condition=models.Q(state__in=["received", "processing"]),
+            ),
+            # The admin's inbound log, newest first, and its state filter.
+            models.Index(fields=["-received_at"], name="postback_received_idx"),
+            models.Index(fields=["state", "-received_at"], name="postback_state_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class Conversion(models.Model):
+    class Status(models.TextChoices):
+        APPROVED = "approved"
+        PENDING = "pending"
+        DECLINED = "declined"
+        HOLD = "hold"
+
+    offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="conversions")
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="conversions")
+    click = models.ForeignKey(
+        Click, on_delete=models.PROTECT, null=True, blank=True, related_name="conversions"
+    )
+    goal = models.CharField(max_length=64, default="1")
+    action_id = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    reason = models.CharField(max_length=255, blank=True)
+    revenue = models.DecimalField(**MONEY, default=0)
+    payout = models.DecimalField(**MONEY, default=0)
+    sum = models.DecimalField(**MONEY, default=0)
+    currency = models.CharField(max_length=3, default="USD")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    comment = models.CharField(max_length=1024, blank=True)
+    custom_fields = models.JSONField(default=dict, blank=True)
+    hold_until = models.DateTimeField(null=True, blank=True)
+    # Raised on every status change; names the event partner postbacks fire for.
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                "offer",
+                "goal",
+                "action_id",
+                name="conversion_unique_action_id",
+                condition=~models.Q(action_id=""),
+            ),
+            models.UniqueConstraint(
+                "offer",
+                "goal",
+                "click",
+                name="conversion_unique_click",
+                condition=models.Q(action_id=""),
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["approved", "pending", "declined", "hold"]),
+                name="conversion_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="hold") | models.Q(hold_until__isnull=False),
+                name="conversion_hold_has_until",
+            ),
+        ]
+        indexes = [
+            # The panel's default list (newest first) and its date drill-down.
+            models.Index(fields=["-created_at"], name="conversion_created_idx"),
+            # Status filter on the list.
+            models.Index(fields=["status", "-created_at"], name="conversion_status_idx"),
+            # Offer / partner filters on the list.
+            models.Index(fields=["offer", "-created_at"], name="conversion_offer_idx"),
+            models.Index(fields=["partner", "-created_at"], name="conversion_partner_idx"),
+            # The periodic hold approval scans only held conversions.
+            models.Index(
+                fields=["hold_until"],
+                name="conversion_hold_due_idx",
+                condition=models.Q(status="hold"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.status}"
+
+
+class PostbackDelivery(models.Model):
+    """One outgoing call (attempt) of a partner postback for a conversion event."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+
+    conversion = models.ForeignKey(Conversion, on_delete=models.CASCADE, related_name="deliveries")
+    partner_postback = models.ForeignKey(
+        PartnerPostback, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    # Conversion.version at the event: with attempt, makes each send unique.
+    event = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=16, blank=True, help_text="Conversion status sent.")
+    url = models.CharField(max_length=4096)
+    method = models.CharField(max_length=4, default="GET")
+    attempt = models.PositiveIntegerField(default=1)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    response = models.TextField(blank=True)
+    error = models.CharField(max_length=512, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "postback deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                "partner_postback",
+                "conversion",
+                "event",
+                "attempt",
+                name="delivery_once_per_event_attempt",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(state__in=["pending", "delivered", "failed"]),
+                name="delivery_state_valid",
+            ),
+        ]
+        indexes = [
+            # Beat re-queues pending attempts whose time has come.
+            models.Index(
+                fields=["next_retry_at"],
+                name="delivery_due_idx",
+                condition=models.Q(state="pending"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner_postback_id}/{self.conversion_id} #{self.attempt} {self.state}"

@@ -1,0 +1,169 @@
+import json
+import logging
+from urllib.parse import parse_qsl
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.db.models import Exists, OuterRef, Subquery
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
+
+from offers.macros import fill
+from offers.models import Offer
+from partners.models import OfferAccess, Partner
+
+from . import dispatch, spool
+from .models import SUB_FIELDS, Click, Postback, new_postback_id
+from .netutil import client_ip
+
+log = logging.getLogger(__name__)
+
+
+@require_GET
+def click(request: HttpRequest) -> HttpResponse:
+    """Record a click and redirect to the offer, or to trafficback when it may not run."""
+    offer_id = request.GET.get("offer_id", "")
+    pid = request.GET.get("pid", "")
+    if not offer_id.isdigit() or len(offer_id) > 18:
+        raise Http404("Unknown offer")
+    pid = pid if pid.isdigit() and len(pid) <= 18 else "0"
+    # One query: the offer, the partner's status and its access to the offer.
+    offer = (
+        Offer.objects.filter(pk=offer_id)
+        .annotate(
+            partner_status=Subquery(Partner.objects.filter(pk=pid).values("status")[:1]),
+            has_access=Exists(OfferAccess.objects.filter(offer=OuterRef("pk"), partner_id=pid)),
+        )
+        .only("id", "status", "privacy", "url", "trafficback_url")
+        .first()
+    )
+    if offer is None:
+        raise Http404("Unknown offer")
+    may_run = (
+        offer.status == Offer.Status.ACTIVE
+        and offer.partner_status == Partner.Status.ACTIVE
+        and (offer.privacy == Offer.Privacy.PUBLIC or offer.has_access)
+    )
+    if not may_run:
+        if offer.trafficback_url:
+            return HttpResponseRedirect(offer.trafficback_url)
+        raise Http404("Offer not available")
+
+    subs = {name: request.GET.get(name, "")[:255] for name in SUB_FIELDS}
+    country = request.META.get(settings.CLICK_COUNTRY_HEADER, "")[:2].upper()
+    new = Click.objects.create(
+        offer_id=offer.pk,
+        partner_id=int(pid),
+        ip=client_ip(request),
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:512],
+        referrer=request.META.get("HTTP_REFERER", "")[:1024],
+        country=country if country.isalpha() and len(country) == 2 else "",
+        **subs,
+    )
+    target = fill(offer.url, {"clickid": new.clickid, "offer_id": offer.pk, "pid": pid, **subs})
+    return HttpResponseRedirect(target)
+
+
+def _params(request: HttpRequest, body: bytes) -> dict:
+    """Parameters as sent: query string and form or JSON body; repeated keys become lists."""
+    pairs = parse_qsl(request.META.get("QUERY_STRING", ""), keep_blank_values=True)
+    if body:
+        content_type = request.META.get("CONTENT_TYPE", "")
+        text = body.decode("utf-8", "replace")
+        if content_type.startswith("application/json"):
+            try:
+                data = json.loads(text)
+            except ValueError:
+                data = None
+            if isinstance(data, dict):
+                pairs += [
+                    (str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in data.items()
+                ]
+            else:
+                pairs.append(("_body", text))
+        elif content_type.startswith("multipart/"):
+            pairs.append(("_body", text))
+        else:
+            pairs += parse_qsl(text, keep_blank_values=True)
+    params: dict = {}
+    for key, value in pairs:
+        key, value = _clean(key), _clean(value)
+        if key in params:
+            previous = params[key]
+            params[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            params[key] = value
+    return params
+
+
+def _clean(text: str) -> str:
+    # PostgreSQL's jsonb refuses NUL and lone surrogates: replace them, keep the rest.
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+
+
+def _first(value) -> str:
+    return (value[0] if isinstance(value, list) else value or "")[:255]
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def postback(request: HttpRequest) -> HttpResponse:
+    """Accept a postback: check its size, store it, hand it to the queue, answer."""
+    limit = settings.POSTBACK_MAX_PARAMS_BYTES
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if len(request.META.get("QUERY_STRING", "")) + max(length, 0) > limit:
+        return JsonResponse(
+            {"status": 2, "message": f"Postback parameters exceed {limit} bytes"}, status=413
+        )
+    body = request.read(limit + 1) if request.method == "POST" else b""
+    if len(body) > limit:
+        return JsonResponse(
+            {"status": 2, "message": f"Postback parameters exceed {limit} bytes"}, status=413
+        )
+    params = _params(request, body)
+    row = Postback(
+        id=new_postback_id(),
+        received_at=timezone.now(),
+        ip=client_ip(request),
+        method=request.method,
+        params=params,
+        clickid=_first(params.get("clickid") or params.get("click_id")),
+        action_id=_first(params.get("action_id")),
+    )
+    try:
+        row.save(force_insert=True)
+    except DatabaseError:
+        # The database is unreachable: keep the postback in the durable local
+        # spool; the sweeper imports it with the same id once the database is back.
+        log.warning("database unavailable, spooling postback %s", row.id, exc_info=True)
+        spool.append(row)
+        return JsonResponse({"status": 1, "message": "Postback accepted", "id": row.id})
+
+    if settings.POSTBACK_PROCESSING == "sync":
+        from .pipeline import process_inline
+
+        state, error = process_inline(row.id)
+        if state == Postback.State.ACCEPTED:
+            return JsonResponse({"status": 1})
+        return JsonResponse({"status": 2, "message": error})
+
+    dispatch.nudge()
+    return JsonResponse({"status": 1, "message": "Postback accepted", "id": row.id})
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    checks = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except DatabaseError as exc:
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    checks["broker"] = dispatch.broker_status()
+    healthy = all(value == "ok" for value in checks.values())
+    return JsonResponse(checks, status=200 if healthy else 503)

@@ -1,0 +1,229 @@
+from decimal import Decimal
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models.functions import Lower
+
+from .macros import validate_offer_url
+from .validators import validate_country, validate_currency, validate_ip_list
+
+MONEY = {"max_digits": 16, "decimal_places": 4}
+
+
+class Advertiser(models.Model):
+    name = models.CharField(max_length=200)
+    secure = models.CharField(max_length=128, blank=True, help_text="Blank = no secure code.")
+    allowed_ips = models.JSONField(
+        default=list, blank=True, validators=[validate_ip_list], help_text="IPs/CIDRs; empty = any."
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Offer(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        PAUSED = "paused"
+        DISABLED = "disabled"
+
+    class Privacy(models.TextChoices):
+        PUBLIC = "public"
+        PRIVATE = "private"
+
+    class DefaultStatus(models.TextChoices):
+        APPROVED = "approved"
+        PENDING = "pending"
+
+    title = models.CharField(max_length=255)
+    advertiser = models.ForeignKey(Advertiser, on_delete=models.PROTECT, related_name="offers")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    privacy = models.CharField(max_length=16, choices=Privacy.choices, default=Privacy.PUBLIC)
+    url = models.URLField(
+        max_length=2048,
+        validators=[validate_offer_url],
+        help_text="Landing URL; macros {clickid} {offer_id} {pid} {sub1}..{sub8}.",
+    )
+    trafficback_url = models.URLField(max_length=2048, blank=True)
+    currency = models.CharField(max_length=3, default="USD", validators=[validate_currency])
+    secure = models.CharField(max_length=128, blank=True)
+    allowed_ips = models.JSONField(default=list, blank=True, validators=[validate_ip_list])
+    click_lifespan = models.PositiveIntegerField(default=720, help_text="Hours.")
+    min_click_lifespan = models.PositiveIntegerField(default=0, help_text="Seconds.")
+    hold_period = models.PositiveIntegerField(
+        default=0, validators=[MaxValueValidator(1440)], help_text="Hours, at most 1440."
+    )
+    default_status = models.CharField(
+        max_length=16, choices=DefaultStatus.choices, default=DefaultStatus.APPROVED
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(hold_period__gte=0, hold_period__lte=1440),
+                name="offer_hold_period_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["active", "paused", "disabled"]),
+                name="offer_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(privacy__in=["public", "private"]), name="offer_privacy_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(default_status__in=["approved", "pending"]),
+                name="offer_default_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.title}"
+
+
+class Goal(models.Model):
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="goals")
+    value = models.CharField(max_length=64, help_text="Sent as goal=… (e.g. 1, reg, sale).")
+    title = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["offer_id", "value"]
+        constraints = [
+            # Goals are matched case-insensitively, so "Reg" and "reg" are one goal.
+            models.UniqueConstraint(Lower("value"), "offer", name="goal_value_unique_per_offer"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.value} ({self.title})" if self.title else self.value
+
+
+class Payout(models.Model):
+    class Type(models.TextChoices):
+        FIXED = "fixed"
+        PERCENT = "percent"
+
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="payouts")
+    goal = models.ForeignKey(Goal, on_delete=models.CASCADE, related_name="payouts")
+    partner = models.ForeignKey(
+        "partners.Partner",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="payouts",
+        help_text="Empty = general payout for every partner.",
+    )
+    country = models.CharField(
+        max_length=2, blank=True, validators=[validate_country], help_text="Blank = any."
+    )
+    type = models.CharField(max_length=8, choices=Type.choices, default=Type.FIXED)
+    revenue = models.DecimalField(**MONEY, validators=[MinValueValidator(Decimal(0))])
+    payout = models.DecimalField(**MONEY, validators=[MinValueValidator(Decimal(0))])
+
+    class Meta:
+        ordering = ["offer_id", "goal_id", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(revenue__gte=0, payout__gte=0), name="payout_not_negative"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(type="percent") | models.Q(revenue__lte=100, payout__lte=100),
+                name="payout_percent_at_most_100",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(type__in=["fixed", "percent"]), name="payout_type_valid"
+            ),
+            # One rule per (goal, partner, country): selection must be unambiguous.
+            models.UniqueConstraint(
+                "goal",
+                "partner",
+                "country",
+                name="payout_unique_personal_rule",
+                condition=models.Q(partner__isnull=False),
+            ),
+            models.UniqueConstraint(
+                "goal",
+                "country",
+                name="payout_unique_general_rule",
+                condition=models.Q(partner__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        unit = "%" if self.type == self.Type.PERCENT else ""
+        return f"{self.goal}: {self.payout}{unit} (revenue {self.revenue}{unit})"
+
+
+class Cap(models.Model):
+    class Period(models.TextChoices):
+        DAY = "day"
+        MONTH = "month"
+        ALL = "all"
+
+    class Kind(models.TextChoices):
+        CONVERSIONS = "conversions"
+        PAYOUT = "payout"
+
+    class OvercapStatus(models.TextChoices):
+        DECLINED = "declined"
+        PENDING = "pending"
+
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="caps")
+    goal = models.ForeignKey(
+        Goal, on_delete=models.CASCADE, null=True, blank=True, help_text="Empty = all goals."
+    )
+    partner = models.ForeignKey(
+        "partners.Partner",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        help_text="Empty = all partners together.",
+    )
+    period = models.CharField(max_length=8, choices=Period.choices, default=Period.DAY)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CONVERSIONS)
+    limit = models.DecimalField(**MONEY, validators=[MinValueValidator(Decimal("0.0001"))])
+    overcap_status = models.CharField(
+        max_length=16, choices=OvercapStatus.choices, default=OvercapStatus.DECLINED
+    )
+
+    class Meta:
+        ordering = ["offer_id", "id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(limit__gt=0), name="cap_limit_positive"),
+            models.CheckConstraint(
+                condition=models.Q(period__in=["day", "month", "all"]), name="cap_period_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind__in=["conversions", "payout"]), name="cap_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(overcap_status__in=["declined", "pending"]),
+                name="cap_overcap_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ≤ {self.limit:g} per {self.period}"
+
+
+class CapCounter(models.Model):
+    """What a cap has used in one period (day, month or all time).
+
+    The callback raises it with a conditional UPDATE (``used + amount <= limit``)
+    in the conversion's transaction, so concurrent postbacks cannot overspend.
+    """
+
+    cap = models.ForeignKey(Cap, on_delete=models.CASCADE, related_name="counters")
+    period_key = models.CharField(max_length=16, help_text="2026-11-26, 2026-11 or all.")
+    used = models.DecimalField(**MONEY, default=Decimal(0))
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint("cap", "period_key", name="capcounter_one_per_period"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cap_id} {self.period_key}: {self.used:g}"

@@ -1,0 +1,90 @@
+from django.db import models
+
+from offers.models import Goal, Offer
+
+from .macros import validate_postback_url
+
+
+class Partner(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        DISABLED = "disabled"
+        BANNED = "banned"
+
+    name = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["active", "disabled", "banned"]),
+                name="partner_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.name}"
+
+
+class OfferAccess(models.Model):
+    """Approval for a partner to run a private offer."""
+
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="accesses")
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="accesses")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "offer access"
+        constraints = [
+            models.UniqueConstraint("offer", "partner", name="offeraccess_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner} → {self.offer}"
+
+
+class PartnerPostback(models.Model):
+    """A partner's tracker URL, called on conversion events.
+
+    Offer empty = a global postback for every offer. For an offer with its own
+    postback, both the global and the offer's postback fire, unless the
+    offer's postback has ``replaces_global`` set.
+    """
+
+    class Method(models.TextChoices):
+        GET = "GET"
+        POST = "POST"
+
+    partner = models.ForeignKey(Partner, on_delete=models.CASCADE, related_name="postbacks")
+    offer = models.ForeignKey(
+        Offer, on_delete=models.CASCADE, null=True, blank=True, help_text="Empty = every offer."
+    )
+    goal = models.ForeignKey(
+        Goal, on_delete=models.CASCADE, null=True, blank=True, help_text="Empty = every goal."
+    )
+    url = models.URLField(max_length=2048, validators=[validate_postback_url])
+    method = models.CharField(max_length=4, choices=Method.choices, default=Method.GET)
+    statuses = models.JSONField(
+        default=list, blank=True, help_text='Conversion statuses, e.g. ["approved"]; empty = all.'
+    )
+    enabled = models.BooleanField(default=True)
+    replaces_global = models.BooleanField(
+        default=False,
+        help_text="For an offer's postback: the partner's global postbacks do not fire for it.",
+    )
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    disabled_reason = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["partner_id", "id"]
+        indexes = [
+            # Matching on every conversion event: the partner's enabled postbacks.
+            models.Index(fields=["partner", "enabled"], name="partnerpostback_match_idx"),
+        ]
+
+    def __str__(self) -> str:
+        scope = f"offer {self.offer_id}" if self.offer_id else "global"
+        return f"{self.partner} ({scope}) {self.method} {self.url[:60]}"
