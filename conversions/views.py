@@ -46,12 +46,14 @@ def click(request: HttpRequest) -> HttpResponse:
         and offer.partner_status == Partner.Status.ACTIVE
         and (offer.privacy == Offer.Privacy.PUBLIC or offer.has_access)
     )
+    subs = {name: request.GET.get(name, "")[:255] for name in SUB_FIELDS}
     if not may_run:
         if offer.trafficback_url:
-            return HttpResponseRedirect(offer.trafficback_url)
+            # Trafficback takes the same macros; there is no click, so no clickid.
+            values = {"clickid": "", "offer_id": offer.pk, "pid": pid, **subs}
+            return HttpResponseRedirect(fill(offer.trafficback_url, values))
         raise Http404("Offer not available")
 
-    subs = {name: request.GET.get(name, "")[:255] for name in SUB_FIELDS}
     country = request.META.get(settings.CLICK_COUNTRY_HEADER, "")[:2].upper()
     new = Click.objects.create(
         offer_id=offer.pk,

@@ -47,7 +47,9 @@ class Offer(models.Model):
         validators=[validate_offer_url],
         help_text="Landing URL; macros {clickid} {offer_id} {pid} {sub1}..{sub8}.",
     )
-    trafficback_url = models.URLField(max_length=2048, blank=True)
+    trafficback_url = models.URLField(
+        max_length=2048, blank=True, validators=[validate_offer_url], help_text="Same macros."
+    )
     currency = models.CharField(max_length=3, default="USD", validators=[validate_currency])
     secure = models.CharField(max_length=128, blank=True)
     allowed_ips = models.JSONField(default=list, blank=True, validators=[validate_ip_list])

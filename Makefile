@@ -1,0 +1,37 @@
+# Two commands on a fresh machine with only Python 3.11+:
+#   make run    the system with a demo dataset and an admin login (embedded SQLite + filesystem broker)
+#   make test   the test suite (same embedded default; .ci/run points it at PostgreSQL and Redis)
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint bench faults faults-short ci clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py collectstatic --noinput -v0
+	$(BIN)/python manage.py seed_demo --base-url http://127.0.0.1:$(PORT) --admin-password "$$($(BIN)/python -c 'from affise_proj.demo import admin_password; print(admin_password())')"
+	PORT=$(PORT) $(BIN)/honcho start -f Procfile.dev
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+ci:
+	bash .ci/run
+
+clean:
+	rm -rf var/

@@ -1,0 +1,153 @@
+"""Shared fixtures: a real Celery worker in threads, and small data builders.
+
+The suite runs against whatever the environment names: PostgreSQL and Redis
+in CI (.ci/run), the embedded SQLite file and filesystem broker otherwise.
+"""
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from conversions.models import Click, Postback
+from offers.models import Advertiser, Goal, Offer, Payout
+from partners.models import Partner
+
+_BROKER_TMP = None
+
+
+def pytest_configure(config):
+    """Give this run its own filesystem queue, so a running dev worker cannot take its tasks."""
+    global _BROKER_TMP
+    if settings.CELERY_BROKER_URL.startswith("filesystem"):
+        _BROKER_TMP = Path(tempfile.mkdtemp(prefix="affise-test-broker-"))
+        (_BROKER_TMP / "queue").mkdir()
+        (_BROKER_TMP / "processed").mkdir()
+        settings.CELERY_BROKER_TRANSPORT_OPTIONS.update(
+            data_folder_in=str(_BROKER_TMP / "queue"),
+            data_folder_out=str(_BROKER_TMP / "queue"),
+            processed_folder=str(_BROKER_TMP / "processed"),
+        )
+    settings.POSTBACK_SPOOL_DIR = Path(tempfile.mkdtemp(prefix="affise-test-spool-"))
+
+
+def pytest_unconfigure(config):
+    if _BROKER_TMP:
+        shutil.rmtree(_BROKER_TMP, ignore_errors=True)
+    shutil.rmtree(settings.POSTBACK_SPOOL_DIR, ignore_errors=True)
+
+
+def pytest_report_header(config):
+    db = settings.DATABASES["default"]
+    return (
+        f"database: {db['ENGINE'].rsplit('.', 1)[-1]} {db.get('HOST') or db['NAME']}; "
+        f"broker: {settings.CELERY_BROKER_URL.split('@')[-1]}; "
+        f"results: {settings.CELERY_RESULT_BACKEND}; cache: {settings.CACHES['default']['BACKEND']}"
+    )
+
+
+@pytest.fixture(scope="session")
+def celery_session_worker(django_db_setup, django_db_blocker):
+    """A real worker (thread pool) consuming the configured broker for the whole session."""
+    from celery.contrib.testing.worker import start_worker
+
+    from affise_proj.celery import app
+
+    app.control.purge()
+    with (
+        django_db_blocker.unblock(),
+        start_worker(
+            app, pool="threads", concurrency=4, perform_ping_check=False, loglevel="WARNING"
+        ) as worker,
+    ):
+        yield worker
+
+
+@pytest.fixture
+def worker(celery_session_worker, transactional_db):
+    """Tests that go through the queue: a running worker and committed data it can see."""
+    return celery_session_worker
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition"):
+    """Poll ``predicate`` until it is truthy; the worker runs in other threads."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+FINAL = (Postback.State.ACCEPTED, Postback.State.REJECTED, Postback.State.FAILED)
+
+
+def wait_settled(postback_id: str, timeout: float = 20.0) -> Postback:
+    return wait_for(
+        lambda: Postback.objects.filter(pk=postback_id, state__in=FINAL).first(),
+        timeout,
+        f"postback {postback_id} to settle",
+    )
+
+
+@pytest.fixture
+def advertiser(db):
+    return Advertiser.objects.create(name="Acme Ads")
+
+
+@pytest.fixture
+def make_offer(advertiser):
+    def make(**fields) -> Offer:
+        fields.setdefault("title", "Offer")
+        fields.setdefault("url", "https://land.example.com/?c={clickid}&p={pid}&s={sub1}")
+        offer = Offer.objects.create(advertiser=fields.pop("advertiser", advertiser), **fields)
+        return offer
+
+    return make
+
+
+@pytest.fixture
+def offer(make_offer):
+    offer = make_offer(title="Main offer")
+    goal = Goal.objects.create(offer=offer, value="1", title="Install")
+    Payout.objects.create(offer=offer, goal=goal, revenue=Decimal(3), payout=Decimal(2))
+    return offer
+
+
+@pytest.fixture
+def partner(db):
+    return Partner.objects.create(name="Partner One")
+
+
+@pytest.fixture
+def make_click(offer, partner):
+    def make(**fields) -> Click:
+        fields.setdefault("offer", offer)
+        fields.setdefault("partner", partner)
+        return Click.objects.create(**fields)
+
+    return make
+
+
+@pytest.fixture
+def click(make_click):
+    return make_click()
+
+
+@pytest.fixture
+def send(client):
+    """Send a postback through the real endpoint; returns the recorded id."""
+
+    def send_(method: str = "get", **params) -> str:
+        response = getattr(client, method)("/postback", params, REMOTE_ADDR="203.0.113.7")
+        assert response.status_code == 200, response.content
+        body = response.json()
+        assert body["status"] == 1, body
+        return body.get("id", "")
+
+    return send_

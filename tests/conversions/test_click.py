@@ -1,0 +1,141 @@
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from conversions.models import Click
+from offers.models import Offer
+from partners.models import OfferAccess, Partner
+
+pytestmark = pytest.mark.django_db
+
+
+def test_click_records_and_redirects_with_macros_url_encoded(client, offer, partner):
+    offer.url = "https://land.example.com/go?c={clickid}&o={offer_id}&p={pid}&s1={sub1}&s8={sub8}"
+    offer.save()
+    response = client.get(
+        "/click",
+        {"offer_id": offer.pk, "pid": partner.pk, "sub1": "a b&c=d/é", "sub8": "x"},
+        HTTP_USER_AGENT="Mozilla/5.0",
+        HTTP_REFERER="https://pub.example.org/page",
+        REMOTE_ADDR="198.51.100.4",
+        HTTP_CF_IPCOUNTRY="de",
+    )
+    assert response.status_code == 302
+    click = Click.objects.get()
+    assert re.fullmatch(r"[0-9a-f]{24}", click.clickid)
+    location = response["Location"]
+    assert location == (
+        f"https://land.example.com/go?c={click.clickid}&o={offer.pk}&p={partner.pk}"
+        "&s1=a%20b%26c%3Dd%2F%C3%A9&s8=x"
+    )
+    assert parse_qs(urlsplit(location).query)["s1"] == ["a b&c=d/é"]
+    assert (click.offer, click.partner, click.sub1, click.sub8) == (
+        offer,
+        partner,
+        "a b&c=d/é",
+        "x",
+    )
+    assert (click.ip, click.user_agent, click.country) == ("198.51.100.4", "Mozilla/5.0", "DE")
+    assert click.referrer == "https://pub.example.org/page"
+
+
+def test_clickids_are_unique_and_unpredictable(client, offer, partner):
+    ids = set()
+    for _ in range(50):
+        client.get("/click", {"offer_id": offer.pk, "pid": partner.pk})
+    ids = set(Click.objects.values_list("clickid", flat=True))
+    assert len(ids) == 50
+    # 96 random bits each: no shared prefix beyond what chance allows.
+    assert len({cid[:6] for cid in ids}) > 45
+
+
+def test_unknown_offer_is_404_and_records_nothing(client, partner):
+    assert client.get("/click", {"offer_id": 999999, "pid": partner.pk}).status_code == 404
+    assert client.get("/click", {"offer_id": "abc", "pid": partner.pk}).status_code == 404
+    assert client.get("/click", {"pid": partner.pk}).status_code == 404
+    assert not Click.objects.exists()
+
+
+@pytest.mark.parametrize("status", [Partner.Status.DISABLED, Partner.Status.BANNED])
+def test_inactive_partner_goes_to_trafficback(client, make_offer, status):
+    offer = make_offer(trafficback_url="https://tb.example.com/")
+    bad = Partner.objects.create(name="x", status=status)
+    response = client.get("/click", {"offer_id": offer.pk, "pid": bad.pk})
+    assert response.status_code == 302
+    assert response["Location"] == "https://tb.example.com/"
+    assert not Click.objects.exists()
+
+
+def test_unknown_partner_goes_to_trafficback(client, make_offer):
+    offer = make_offer(trafficback_url="https://tb.example.com/")
+    response = client.get("/click", {"offer_id": offer.pk, "pid": 424242})
+    assert response["Location"] == "https://tb.example.com/"
+    assert not Click.objects.exists()
+
+
+def test_private_offer_without_access_goes_to_trafficback(client, make_offer, partner):
+    offer = make_offer(privacy=Offer.Privacy.PRIVATE, trafficback_url="https://tb.example.com/")
+    response = client.get("/click", {"offer_id": offer.pk, "pid": partner.pk})
+    assert response["Location"] == "https://tb.example.com/"
+    assert not Click.objects.exists()
+
+
+def test_private_offer_with_access_redirects_to_landing(client, make_offer, partner):
+    offer = make_offer(privacy=Offer.Privacy.PRIVATE, trafficback_url="https://tb.example.com/")
+    OfferAccess.objects.create(offer=offer, partner=partner)
+    response = client.get("/click", {"offer_id": offer.pk, "pid": partner.pk})
+    assert response["Location"].startswith("https://land.example.com/")
+    assert Click.objects.filter(offer=offer, partner=partner).count() == 1
+
+
+def test_access_to_another_offer_does_not_open_a_private_one(client, make_offer, partner):
+    private = make_offer(privacy=Offer.Privacy.PRIVATE)
+    OfferAccess.objects.create(offer=make_offer(), partner=partner)
+    assert client.get("/click", {"offer_id": private.pk, "pid": partner.pk}).status_code == 404
+
+
+@pytest.mark.parametrize("status", [Offer.Status.PAUSED, Offer.Status.DISABLED])
+def test_paused_or_disabled_offer_goes_to_trafficback(client, make_offer, partner, status):
+    offer = make_offer(status=status, trafficback_url="https://tb.example.com/?from={pid}")
+    response = client.get("/click", {"offer_id": offer.pk, "pid": partner.pk})
+    assert response.status_code == 302
+    assert response["Location"] == f"https://tb.example.com/?from={partner.pk}"
+    assert not Click.objects.exists()
+
+
+@pytest.mark.parametrize("status", [Offer.Status.PAUSED, Offer.Status.DISABLED])
+def test_no_trafficback_is_404(client, make_offer, partner, status):
+    offer = make_offer(status=status, trafficback_url="")
+    assert client.get("/click", {"offer_id": offer.pk, "pid": partner.pk}).status_code == 404
+    assert not Click.objects.exists()
+
+
+def test_click_is_get_only(client, offer, partner):
+    assert client.post("/click", {"offer_id": offer.pk, "pid": partner.pk}).status_code == 405
+
+
+def test_long_subs_are_truncated_not_refused(client, offer, partner):
+    response = client.get("/click", {"offer_id": offer.pk, "pid": partner.pk, "sub2": "z" * 5000})
+    assert response.status_code == 302
+    assert Click.objects.get().sub2 == "z" * 255
+
+
+def test_forwarded_for_is_used_only_from_trusted_proxies(client, offer, partner, settings):
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    client.get(
+        "/click",
+        {"offer_id": offer.pk, "pid": partner.pk},
+        REMOTE_ADDR="10.1.2.3",
+        HTTP_X_FORWARDED_FOR="6.6.6.6, 198.51.100.9",
+    )
+    client.get(
+        "/click",
+        {"offer_id": offer.pk, "pid": partner.pk},
+        REMOTE_ADDR="192.0.2.1",
+        HTTP_X_FORWARDED_FOR="198.51.100.9",
+    )
+    assert list(Click.objects.order_by("id").values_list("ip", flat=True)) == [
+        "198.51.100.9",
+        "192.0.2.1",
+    ]
