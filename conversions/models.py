@@ -82,6 +82,7 @@ class Postback(models.Model):
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        permissions = [("requeue_postback", "Can re-queue rejected or failed postbacks")]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(
@@ -210,6 +211,7 @@ class PostbackDelivery(models.Model):
 
     class Meta:
         verbose_name_plural = "postback deliveries"
+        permissions = [("resend_postbackdelivery", "Can resend partner postbacks")]
         constraints = [
             models.UniqueConstraint(
                 "partner_postback",

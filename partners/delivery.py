@@ -94,3 +94,58 @@ def fire(conversion) -> int:
 
     transaction.on_commit(send)
     return len(ids)
+
+
+def resend(delivery_ids) -> int:
+    """Send deliveries again (support's "resend"): a new attempt row for each.
+
+    Returns how many attempts were queued.
+    """
+    from django.db.models import Max
+
+    from conversions.models import PostbackDelivery
+
+    queued = []
+    with transaction.atomic():
+        for old in PostbackDelivery.objects.select_for_update().filter(pk__in=list(delivery_ids)):
+            last = PostbackDelivery.objects.filter(
+                partner_postback_id=old.partner_postback_id,
+                conversion_id=old.conversion_id,
+                event=old.event,
+            ).aggregate(n=Max("attempt"))["n"]
+            new = PostbackDelivery.objects.create(
+                conversion_id=old.conversion_id,
+                partner_postback_id=old.partner_postback_id,
+                event=old.event,
+                status=old.status,
+                url=old.url,
+                method=old.method,
+                attempt=last + 1,
+            )
+            queued.append(new.pk)
+
+    def send() -> None:
+        from .tasks import deliver
+
+        for pk in queued:
+            with contextlib.suppress(Exception):
+                deliver.delay(pk)
+
+    transaction.on_commit(send)
+    return len(queued)
+
+
+def resend_conversion(conversion_id: int) -> int:
+    """Resend the latest event of a conversion to every partner postback it went to."""
+    from django.db.models import Max
+
+    from conversions.models import PostbackDelivery
+
+    rows = PostbackDelivery.objects.filter(conversion_id=conversion_id)
+    event = rows.aggregate(n=Max("event"))["n"]
+    if event is None:
+        return 0
+    latest = {}
+    for row in rows.filter(event=event).order_by("attempt"):
+        latest[row.partner_postback_id] = row.pk
+    return resend(latest.values())
