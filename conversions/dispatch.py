@@ -143,9 +143,11 @@ def sweep() -> dict:
     """Find what did not finish and send it again. Run by beat every few seconds."""
     from . import spool
 
+    imported = spool.import_spool()
     return {
-        "imported": spool.import_spool(),
-        "received": dispatch(older_than=settings.POSTBACK_SWEEP_AFTER),
+        "imported": imported,
+        # Spooled postbacks have waited already: send them (and any fresh ones) now.
+        "received": dispatch(older_than=0 if imported else settings.POSTBACK_SWEEP_AFTER),
         "failed": fail_exhausted(),
         "stale": dispatch(stale=True),
     }

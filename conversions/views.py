@@ -3,6 +3,7 @@ import logging
 from urllib.parse import parse_qsl
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, connection
 from django.db.models import Exists, OuterRef, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -86,7 +87,11 @@ def _params(request: HttpRequest, body: bytes) -> dict:
             else:
                 pairs.append(("_body", text))
         elif content_type.startswith("multipart/"):
-            pairs.append(("_body", text))
+            try:
+                pairs += [(k, v) for k, values in request.POST.lists() for v in values]
+            except Exception:
+                # Any malformed multipart body is recorded as it came.
+                pairs.append(("_body", text))
         else:
             pairs += parse_qsl(text, keep_blank_values=True)
     params: dict = {}
@@ -122,7 +127,11 @@ def postback(request: HttpRequest) -> HttpResponse:
         return JsonResponse(
             {"status": 2, "message": f"Postback parameters exceed {limit} bytes"}, status=413
         )
-    body = request.read(limit + 1) if request.method == "POST" else b""
+    try:
+        # Cached by Django, so a multipart body can still be parsed from it.
+        body = request.body if request.method == "POST" else b""
+    except RequestDataTooBig:
+        body = b"x" * (limit + 1)
     if len(body) > limit:
         return JsonResponse(
             {"status": 2, "message": f"Postback parameters exceed {limit} bytes"}, status=413

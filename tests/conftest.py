@@ -6,6 +6,7 @@ in CI (.ci/run), the embedded SQLite file and filesystem broker otherwise.
 
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connections
 
 from conversions.models import Click, Postback
 from offers.models import Advertiser, Goal, Offer, Payout
@@ -82,6 +84,29 @@ def wait_for(predicate: Callable[[], object], timeout: float = 20.0, what: str =
             return result
         time.sleep(0.02)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def run_concurrently(count: int, target) -> list:
+    """Run ``target(i)`` in ``count`` threads released at once; re-raise any error."""
+    barrier = threading.Barrier(count)
+    results, errors = [None] * count, []
+
+    def run(i):
+        try:
+            barrier.wait()
+            results[i] = target(i)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    return results
 
 
 FINAL = (Postback.State.ACCEPTED, Postback.State.REJECTED, Postback.State.FAILED)

@@ -1,0 +1,13 @@
+import pytest
+
+from ..conftest import wait_settled
+
+
+@pytest.fixture
+def process(worker, send):
+    """Send a postback through the endpoint and wait until the worker settles it."""
+
+    def process_(**params):
+        return wait_settled(send(**params))
+
+    return process_
