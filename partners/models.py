@@ -46,6 +46,10 @@ class OfferAccess(models.Model):
         return f"{self.partner} → {self.offer}"
 
 
+# Conversion.Status values (conversions imports this app, not the reverse).
+CONVERSION_STATUSES = frozenset({"approved", "pending", "declined", "hold"})
+
+
 class PartnerPostback(models.Model):
     """A partner's tracker URL, called on conversion events.
 
@@ -105,6 +109,10 @@ class PartnerPostback(models.Model):
     def clean(self) -> None:
         if self.goal_id and self.offer_id and self.goal.offer_id != self.offer_id:
             raise ValidationError({"goal": "This goal belongs to another offer."})
+        if not isinstance(self.statuses, list) or not set(self.statuses) <= CONVERSION_STATUSES:
+            raise ValidationError(
+                {"statuses": f"A list of: {', '.join(sorted(CONVERSION_STATUSES))}."}
+            )
 
     @property
     def auto_disabled(self) -> bool:

@@ -155,3 +155,11 @@ def test_turning_a_disabled_postback_back_on_clears_its_failure_record(make_post
 
     pp.refresh_from_db()
     assert (pp.consecutive_failures, pp.disabled_reason, pp.auto_disabled) == (0, "", False)
+
+
+def test_statuses_must_be_known_conversion_statuses(partner):
+    pp = PartnerPostback(partner=partner, url="https://t.example/", statuses=["approved", "paid"])
+    with pytest.raises(ValidationError, match="statuses"):
+        pp.full_clean()
+    pp.statuses = ["approved", "hold"]
+    pp.full_clean()
