@@ -289,6 +289,8 @@ def attempt(delivery_id: int) -> str:
     """
     from conversions.models import PostbackDelivery
 
+    from .models import PartnerPostback
+
     State = PostbackDelivery.State
     claimed = PostbackDelivery.objects.filter(
         pk=delivery_id, state=State.PENDING, sent_at__isnull=True
@@ -316,7 +318,7 @@ def attempt(delivery_id: int) -> str:
     with transaction.atomic():
         row.save(update_fields=["status_code", "response", "error", "duration_ms", "state"])
         if result.ok:
-            type(row.partner_postback).objects.filter(pk=row.partner_postback_id).exclude(
+            PartnerPostback.objects.filter(pk=row.partner_postback_id).exclude(
                 consecutive_failures=0
             ).update(consecutive_failures=0)
         else:

@@ -36,6 +36,8 @@ def test_get_delivery_reaches_the_receiver_with_filled_macros(
 
     (request,) = sent(httpserver)
     assert request.args.to_dict() == {"click": click.clickid, "status": "1", "sum": "2.00"}
+    # Connected to the checked address, addressed to the partner's host.
+    assert request.headers["Host"] == f"localhost:{httpserver.port}"
     row.refresh_from_db()
     assert (row.state, row.status_code, row.response, row.error) == (
         "delivered",
@@ -329,3 +331,24 @@ def test_a_row_lost_mid_call_is_closed_without_a_resend(make_postback, make_conv
     (row,) = deliveries()
     assert row.state == "failed"
     assert row.error.startswith("Interrupted")
+
+
+def test_a_retry_failing_after_a_resend_leaves_the_event_to_the_resend(
+    httpserver, make_postback, make_conversion
+):
+    from partners.delivery import resend
+
+    httpserver.expect_request("/pb").respond_with_data("", status=500)
+    make_postback()
+    (first,) = deliveries(conversion=make_conversion())
+    deliver(first.pk)
+    (retry,) = deliveries(state="pending")
+    assert resend([first.pk]) == 1
+
+    deliver(retry.pk)
+
+    assert [(d.attempt, d.state) for d in deliveries()] == [
+        (1, "failed"),
+        (2, "failed"),
+        (3, "pending"),
+    ]
