@@ -16,8 +16,10 @@ for a fresh row whose publish may have been lost.
 
 import contextlib
 import logging
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -27,6 +29,11 @@ from django.utils import timezone
 from offers.macros import fill
 
 from . import outbound
+
+if TYPE_CHECKING:
+    from conversions.models import Conversion, PostbackDelivery
+
+    from .models import PartnerPostback
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +46,7 @@ STATUS_CODES = {"approved": 1, "pending": 2, "declined": 3, "hold": 5}
 NOT_SENT_DISABLED = "Not sent: the partner postback is disabled"
 
 
-def matching(conversion) -> list:
+def matching(conversion: "Conversion") -> list["PartnerPostback"]:
     """Enabled postbacks of the conversion's partner that want this event.
 
     The partner's global postbacks (no offer) and the offer's own both fire,
@@ -71,7 +78,7 @@ def _money(value: Decimal) -> str:
     return f"{whole}.{fraction.ljust(2, '0')}"
 
 
-def macro_values(conversion) -> dict:
+def macro_values(conversion: "Conversion") -> dict[str, object]:
     """DESIGN.md's partner postback macros for a conversion (filled URL-encoded)."""
     click = conversion.click
     values = {
@@ -109,7 +116,7 @@ def _publish_after_commit(ids: list[int], countdown: float = 0) -> None:
         transaction.on_commit(send)
 
 
-def fire(conversion) -> int:
+def fire(conversion: "Conversion") -> int:
     """Record the deliveries this conversion event owes, then send them after commit.
 
     Called inside the transaction that created the conversion or changed its
@@ -151,7 +158,7 @@ def fire(conversion) -> int:
     return len(ids)
 
 
-def _next_attempt(old) -> int:
+def _next_attempt(old: "PostbackDelivery") -> int:
     return (
         type(old)
         .objects.filter(
@@ -164,7 +171,7 @@ def _next_attempt(old) -> int:
     )
 
 
-def resend(delivery_ids) -> int:
+def resend(delivery_ids: Iterable[int]) -> int:
     """Send deliveries again (support's "resend"): a new attempt row for each.
 
     Returns how many attempts were queued.
@@ -215,7 +222,7 @@ def _visibility_timeout() -> float:
     return settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
 
 
-def _schedule_retry(row, now) -> None:
+def _schedule_retry(row: "PostbackDelivery", now: datetime) -> None:
     """Add the next attempt of ``row``'s event, unless one exists already (a resend)."""
     delay = retry_delay(row.attempt)
     if delay is None:
@@ -251,7 +258,7 @@ def _schedule_retry(row, now) -> None:
         _publish_after_commit([retry.pk], countdown=delay)
 
 
-def _record_failure(pp_id: int, error: str, now) -> None:
+def _record_failure(pp_id: int, error: str, now: datetime) -> None:
     """Count a failed attempt; disable the postback after PARTNER_POSTBACK_DISABLE_AFTER in a row."""
     from conversions.models import PostbackDelivery
 
@@ -359,7 +366,7 @@ def publish_due(limit: int = 1000) -> int:
     return len(ids)
 
 
-def close_interrupted(now) -> int:
+def close_interrupted(now: datetime) -> int:
     """Rows claimed by a worker that died during the call: failed, not retried.
 
     The call may have reached the partner, and a delivery is sent at most
