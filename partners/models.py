@@ -1,3 +1,4 @@
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from offers.models import Goal, Offer
@@ -45,6 +46,10 @@ class OfferAccess(models.Model):
         return f"{self.partner} → {self.offer}"
 
 
+# Conversion.Status values (conversions imports this app, not the reverse).
+CONVERSION_STATUSES = frozenset({"approved", "pending", "declined", "hold"})
+
+
 class PartnerPostback(models.Model):
     """A partner's tracker URL, called on conversion events.
 
@@ -69,6 +74,8 @@ class PartnerPostback(models.Model):
     statuses = models.JSONField(
         default=list, blank=True, help_text='Conversion statuses, e.g. ["approved"]; empty = all.'
     )
+    # Cleared by the system after PARTNER_POSTBACK_DISABLE_AFTER failed
+    # deliveries in a row, with the why in disabled_reason.
     enabled = models.BooleanField(default=True)
     replaces_global = models.BooleanField(
         default=False,
@@ -88,3 +95,35 @@ class PartnerPostback(models.Model):
     def __str__(self) -> str:
         scope = f"offer {self.offer_id}" if self.offer_id else "global"
         return f"{self.partner} ({scope}) {self.method} {self.url[:60]}"
+
+    def save(self, *args, **kwargs) -> None:
+        # Refused on every save, not only through forms: an unknown macro
+        # would be sent to the partner literally on every conversion.
+        validate_postback_url(self.url)
+        if self.enabled and self.disabled_reason:
+            # Turned back on after the system disabled it: count failures afresh.
+            self.disabled_reason = ""
+            self.consecutive_failures = 0
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        if self.goal_id and self.offer_id and self.goal.offer_id != self.offer_id:
+            raise ValidationError({"goal": "This goal belongs to another offer."})
+        if not isinstance(self.statuses, list) or not set(self.statuses) <= CONVERSION_STATUSES:
+            raise ValidationError(
+                {"statuses": f"A list of: {', '.join(sorted(CONVERSION_STATUSES))}."}
+            )
+
+    @property
+    def auto_disabled(self) -> bool:
+        """Turned off by the system after repeated failed deliveries (not by a manager)."""
+        return not self.enabled and bool(self.disabled_reason)
+
+    @property
+    def delivery_state(self) -> str:
+        """One line for the admin: enabled, disabled by a manager, or disabled and why."""
+        if self.enabled:
+            if self.consecutive_failures:
+                return f"Enabled ({self.consecutive_failures} failed in a row)"
+            return "Enabled"
+        return self.disabled_reason or "Disabled"
