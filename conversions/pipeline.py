@@ -5,10 +5,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from offers.models import Cap, Goal
+from offers.models import Cap, CapCounter, Goal
 
 from . import caps
 from .checks import CHECKS, DECLINE_ORDER, REJECT_ORDER
@@ -31,63 +32,178 @@ def load_batch(ids: list[str]) -> list[dict]:
 def settle(results: list[dict], ids: list[str]) -> dict[str, str]:
     """Apply DESIGN.md's order to each postback's verdicts; returns {id: state}.
 
-    ``results`` are the checks' outputs in CHECKS order. Each postback is
-    settled in its own transaction that starts by locking its row and
-    checking it is still ``processing``: running the callback twice, or two
-    callbacks at once, settles it once.
+    Steps, in one transaction for the whole batch (one commit, not one per
+    postback):
+    1. lock the batch's rows that are still ``processing`` (in id order);
+       rows settled already are skipped, so running the callback twice, or
+       two callbacks at once, settles each postback once;
+    2. read the batch's caps and partner postbacks once, and lock the cap
+       counters it may spend in a fixed order, so concurrent batches queue
+       on counters instead of deadlocking;
+    3. settle each postback in arrival order inside its own savepoint: an
+       unexpected error fails that postback alone;
+    4. write every row's outcome in one statement.
+    ``results`` are the checks' outputs in CHECKS order.
     """
     by_check = dict(zip(CHECKS, results, strict=True))
+    batch = load_batch(ids)
     outcome = {}
-    for pb in load_batch(ids):
-        verdicts = {name: (by_check[name] or {}).get(pb["id"], {}) for name in CHECKS}
-        outcome[pb["id"]] = settle_one(pb, verdicts)
+    with transaction.atomic():
+        rows = {
+            row.pk: row
+            for row in Postback.objects.select_for_update()
+            .filter(pk__in=ids, state=Postback.State.PROCESSING)
+            .order_by("pk")
+        }
+        context = _BatchContext(batch, by_check, rows)
+        for pb in batch:
+            row = rows.get(pb["id"])
+            if row is None:
+                outcome[pb["id"]] = "skipped"
+                continue
+            verdicts = {name: (by_check[name] or {}).get(pb["id"], {}) for name in CHECKS}
+            outcome[pb["id"]] = _settle_in_savepoint(row, pb, verdicts, context)
+        if rows:
+            Postback.objects.bulk_update(
+                list(rows.values()), ["state", "error", "conversion", "offer", "processed_at"]
+            )
     return outcome
 
 
+def _settle_in_savepoint(row, pb, verdicts, context, *, tries: int = 2) -> str:
+    """Settle one postback in its own savepoint; a failure there touches no other postback."""
+    try:
+        with transaction.atomic():
+            return settle_one(row, pb, verdicts, context)
+    except (OperationalError, InterfaceError):
+        raise  # the connection is gone: the task retries the whole batch
+    except Exception as exc:
+        # Whatever this savepoint did is undone: read its conversion afresh.
+        context.known.pop(_key(verdicts), None)
+        if isinstance(exc, IntegrityError) and tries > 1:
+            # A concurrent batch created the conversion first: now an update of it.
+            return _settle_in_savepoint(row, pb, verdicts, context, tries=tries - 1)
+        log.exception("postback %s could not be settled", row.pk)
+        return _finish(row, Postback.State.FAILED, f"{exc.__class__.__name__}: {exc}")
+
+
+class _BatchContext:
+    """What a batch reads once: caps by offer, partner postbacks by partner, and
+    the conversions its postbacks speak of (locked), kept current as it goes."""
+
+    def __init__(self, batch: list[dict], by_check: dict, rows: dict) -> None:
+        from partners.delivery import enabled_postbacks
+
+        clicks = {
+            pb["id"]: data
+            for pb in batch
+            if pb["id"] in rows
+            and (data := (by_check["click"] or {}).get(pb["id"], {}).get("data"))
+        }
+        self.caps: dict[int, list[Cap]] = {c["offer_id"]: [] for c in clicks.values()}
+        for cap in Cap.objects.filter(offer_id__in=list(self.caps)).order_by("pk"):
+            self.caps[cap.offer_id].append(cap)
+        self.partner_postbacks = enabled_postbacks({c["partner_id"] for c in clicks.values()})
+        self._lock_counters(batch, clicks)
+        keys = {
+            key
+            for pb in batch
+            if pb["id"] in clicks
+            and (key := _key({name: (by_check[name] or {}).get(pb["id"], {}) for name in CHECKS}))
+        }
+        # None = known not to exist (as of this transaction's reads).
+        self.known: dict[tuple, Conversion | None] = dict.fromkeys(keys)
+        if keys:
+            wanted = Q()
+            for key in keys:
+                wanted |= _lookup(key)
+            for conv in Conversion.objects.select_for_update().filter(wanted).order_by("pk"):
+                self.known[
+                    (
+                        conv.offer_id,
+                        conv.goal,
+                        conv.action_id,
+                        None if conv.action_id else conv.click_id,
+                    )
+                ] = conv
+
+    def existing(self, key: tuple) -> Conversion | None:
+        if key not in self.known:
+            self.known[key] = Conversion.objects.select_for_update().filter(_lookup(key)).first()
+        return self.known[key]
+
+    def _lock_counters(self, batch: list[dict], clicks: dict) -> None:
+        keys = sorted(
+            {
+                (cap.pk, caps.period_key(cap, datetime.fromisoformat(pb["received_at"])))
+                for pb in batch
+                if pb["id"] in clicks
+                for cap in self.caps[clicks[pb["id"]]["offer_id"]]
+            }
+        )
+        if keys:
+            CapCounter.objects.bulk_create(
+                [CapCounter(cap_id=cap, period_key=key) for cap, key in keys],
+                ignore_conflicts=True,
+            )
+            wanted = Q()
+            for cap, key in keys:
+                wanted |= Q(cap_id=cap, period_key=key)
+            list(
+                CapCounter.objects.select_for_update()
+                .filter(wanted)
+                .order_by("cap_id", "period_key")
+                .values_list("pk", flat=True)
+            )
+
+
 def _finish(row: Postback, state: str, error: str = "", conversion=None, offer_id=None) -> str:
+    """Record a postback's outcome on its row (written for the whole batch at once)."""
     row.state = state
-    row.error = error
+    row.error = error[:255]
     row.conversion = conversion
     row.offer_id = offer_id
     row.processed_at = timezone.now()
-    row.save(update_fields=["state", "error", "conversion", "offer", "processed_at"])
     return state
 
 
-def settle_one(pb: dict, verdicts: dict[str, dict]) -> str:
-    with transaction.atomic():
-        row = (
-            Postback.objects.select_for_update()
-            .filter(pk=pb["id"], state=Postback.State.PROCESSING)
-            .first()
-        )
-        if row is None:
-            return "skipped"
-        click = verdicts["click"].get("data")
-        offer_id = click and click["offer_id"]
-        for name in REJECT_ORDER:
-            if message := verdicts[name].get("reject"):
-                return _finish(row, Postback.State.REJECTED, message, offer_id=offer_id)
-        return _convert(row, pb, verdicts, offer_id)
+def settle_one(row: Postback, pb: dict, verdicts: dict[str, dict], context: _BatchContext) -> str:
+    click = verdicts["click"].get("data")
+    offer_id = click and click["offer_id"]
+    for name in REJECT_ORDER:
+        if message := verdicts[name].get("reject"):
+            return _finish(row, Postback.State.REJECTED, message, offer_id=offer_id)
+    return _convert(row, pb, verdicts, offer_id, context)
 
 
-def _find_existing(offer_id: int, goal: str, action_id: str, click_pk: int) -> Conversion | None:
-    lookup = {"action_id": action_id} if action_id else {"action_id": "", "click_id": click_pk}
-    return (
-        Conversion.objects.select_for_update()
-        .filter(offer_id=offer_id, goal=goal, **lookup)
-        .first()
-    )
+def _key(verdicts: dict[str, dict]) -> tuple | None:
+    """The conversion a postback speaks of: (offer, goal, action_id) or (offer, goal, "", click)."""
+    click = verdicts["click"].get("data")
+    params = verdicts["params"].get("data")
+    if not click or not params:
+        return None
+    goal = verdicts["payout"].get("data", {}).get("goal", "1")
+    action_id = params["action_id"]
+    return (click["offer_id"], goal, action_id, None if action_id else click["id"])
 
 
-def _convert(row: Postback, pb: dict, verdicts: dict[str, dict], offer_id: int) -> str:
+def _lookup(key: tuple) -> Q:
+    offer_id, goal, action_id, click_pk = key
+    if action_id:
+        return Q(offer_id=offer_id, goal=goal, action_id=action_id)
+    return Q(offer_id=offer_id, goal=goal, action_id="", click_id=click_pk)
+
+
+def _convert(
+    row: Postback, pb: dict, verdicts: dict[str, dict], offer_id: int, context: _BatchContext
+) -> str:
     params = verdicts["params"]["data"]
     click = verdicts["click"]["data"]
     offer = verdicts["offer"]["data"]
     payout = verdicts["payout"].get("data", {})
-    goal = payout.get("goal", "1")
+    key = _key(verdicts)
 
-    existing = _find_existing(offer_id, goal, params["action_id"], click["id"])
+    existing = context.existing(key)
     if existing is not None:
         return _update_existing(row, existing, params, payout, offer, offer_id)
 
@@ -100,7 +216,7 @@ def _convert(row: Postback, pb: dict, verdicts: dict[str, dict], offer_id: int) 
         offer_id=offer_id,
         partner_id=click["partner_id"],
         click_id=click["id"],
-        goal=goal,
+        goal=key[1],
         action_id=params["action_id"],
         revenue=Decimal(payout.get("revenue", 0)),
         payout=Decimal(payout.get("payout", 0)),
@@ -111,34 +227,27 @@ def _convert(row: Postback, pb: dict, verdicts: dict[str, dict], offer_id: int) 
         custom_fields=params["custom_fields"],
         created_at=timezone.now(),
     )
-    try:
-        with transaction.atomic():
-            if reason:
-                conversion.status, conversion.reason = S.DECLINED, reason
-            else:
-                _set_new_status(conversion, params, offer, payout, received_at)
-            conversion.save(force_insert=True)
-    except IntegrityError:
-        # A concurrent postback created it first: settle as an update of it.
-        existing = _find_existing(offer_id, goal, params["action_id"], click["id"])
-        if existing is None:
-            raise
-        return _update_existing(row, existing, params, payout, offer, offer_id)
+    if reason:
+        conversion.status, conversion.reason = S.DECLINED, reason
+    else:
+        _set_new_status(conversion, params, offer, payout, received_at, context.caps[offer_id])
+    # A concurrent batch may have inserted the same conversion: IntegrityError
+    # rolls back this postback's savepoint and settle() tries it once more.
+    conversion.save(force_insert=True)
+    context.known[key] = conversion
 
     from partners.delivery import fire
 
-    fire(conversion)
+    fire(conversion, context.partner_postbacks.get(conversion.partner_id, []))
     return _finish(row, Postback.State.ACCEPTED, conversion=conversion, offer_id=offer_id)
 
 
-def _set_new_status(conversion, params, offer, payout, received_at) -> None:
+def _set_new_status(conversion, params, offer, payout, received_at, offer_caps) -> None:
     """Status of a conversion no earlier rule declined: caps, then sent or default status."""
     goal = (
         Goal(pk=payout["goal_id"], offer_id=conversion.offer_id) if payout.get("goal_id") else None
     )
-    offer_caps = caps.applicable(
-        list(Cap.objects.filter(offer_id=conversion.offer_id)), goal, conversion.partner_id
-    )
+    offer_caps = caps.applicable(offer_caps, goal, conversion.partner_id)
     spent = caps.spend(offer_caps, conversion.payout, received_at)
     if spent == Cap.OvercapStatus.DECLINED:
         conversion.status, conversion.reason = S.DECLINED, "Cap is reached"

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Q
+from django.db.models import F, Max
 from django.utils import timezone
 
 from offers.macros import fill
@@ -46,24 +46,36 @@ STATUS_CODES = {"approved": 1, "pending": 2, "declined": 3, "hold": 5}
 NOT_SENT_DISABLED = "Not sent: the partner postback is disabled"
 
 
-def matching(conversion: "Conversion") -> list["PartnerPostback"]:
+def enabled_postbacks(partner_ids: Iterable[int]) -> dict[int, list["PartnerPostback"]]:
+    """Every enabled postback of these partners, by partner: one query for a batch."""
+    from .models import PartnerPostback
+
+    pool: dict[int, list[PartnerPostback]] = {pid: [] for pid in partner_ids}
+    for pp in PartnerPostback.objects.select_related("goal").filter(
+        partner_id__in=list(pool), enabled=True
+    ):
+        pool[pp.partner_id].append(pp)
+    return pool
+
+
+def matching(
+    conversion: "Conversion", pool: list["PartnerPostback"] | None = None
+) -> list["PartnerPostback"]:
     """Enabled postbacks of the conversion's partner that want this event.
 
     The partner's global postbacks (no offer) and the offer's own both fire,
     unless one of the offer's own matching postbacks has ``replaces_global``.
     Goal: empty = every goal, else the conversion's goal value
-    (case-insensitive). Statuses: empty = every status.
+    (case-insensitive). Statuses: empty = every status. ``pool``: the
+    partner's enabled postbacks when the caller has read them already.
     """
-    from .models import PartnerPostback
-
+    if pool is None:
+        pool = enabled_postbacks([conversion.partner_id])[conversion.partner_id]
     candidates = [
         pp
-        for pp in PartnerPostback.objects.select_related("goal").filter(
-            Q(offer__isnull=True) | Q(offer_id=conversion.offer_id),
-            partner_id=conversion.partner_id,
-            enabled=True,
-        )
-        if (pp.goal is None or pp.goal.value.lower() == conversion.goal.lower())
+        for pp in pool
+        if pp.offer_id in (None, conversion.offer_id)
+        and (pp.goal is None or pp.goal.value.lower() == conversion.goal.lower())
         and (not pp.statuses or conversion.status in pp.statuses)
     ]
     if any(pp.offer_id and pp.replaces_global for pp in candidates):
@@ -116,7 +128,7 @@ def _publish_after_commit(ids: list[int], countdown: float = 0) -> None:
         transaction.on_commit(send)
 
 
-def fire(conversion: "Conversion") -> int:
+def fire(conversion: "Conversion", pool: list["PartnerPostback"] | None = None) -> int:
     """Record the deliveries this conversion event owes, then send them after commit.
 
     Called inside the transaction that created the conversion or changed its
@@ -125,7 +137,7 @@ def fire(conversion: "Conversion") -> int:
     """
     from conversions.models import PostbackDelivery
 
-    postbacks = matching(conversion)
+    postbacks = matching(conversion, pool)
     if not postbacks:
         return 0
     values = macro_values(conversion)
