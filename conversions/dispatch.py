@@ -7,6 +7,7 @@ it publishes the chord. Anything that did not finish is found again by
 """
 
 import logging
+import os
 import time
 from datetime import timedelta
 
@@ -174,6 +175,11 @@ def requeue(ids) -> int:
 
 
 def broker_status() -> str:
+    conf = current_app.conf
+    if conf.broker_url.startswith("filesystem"):
+        # The filesystem transport "connects" to anything: check its queue folder.
+        folder = conf.broker_transport_options.get("data_folder_out", "")
+        return "ok" if folder and os.access(folder, os.W_OK) else "error: queue folder unwritable"
     try:
         with current_app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, timeout=2)

@@ -52,7 +52,8 @@ def settle(self, results: list[dict], ids: list[str]) -> dict:
         _retry_or_give_up(self, ids, exc)
 
 
-@shared_task(name="conversions.tasks.dispatch_received")
+# One per nudge: high volume, nothing to show in the task results.
+@shared_task(name="conversions.tasks.dispatch_received", ignore_result=True)
 def dispatch_received() -> int:
     return dispatch.dispatch_received()
 

@@ -120,6 +120,22 @@ def test_broker_down_at_accept_still_answers_and_the_sweeper_delivers(
     assert Conversion.objects.count() == 1
 
 
+def test_healthz_is_503_while_the_broker_is_down(client):
+    with broker_down():
+        response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["database"] == "ok"
+    assert response.json()["broker"].startswith("error")
+    assert client.get("/healthz").status_code == 200
+
+
+def test_healthz_is_503_while_the_database_is_down(client):
+    with database_down():
+        response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["database"].startswith("error")
+
+
 def test_postback_abandoned_by_a_dead_worker_is_picked_up_by_the_sweeper(worker, click, settings):
     pid = received(clickid=click.clickid)
     # Claimed, then the worker died before its chord was published or finished.
