@@ -254,6 +254,31 @@ def check_payout(batch: Batch) -> Verdicts:
     return verdicts
 
 
+def conversion_key(offer_id: int, goal: str, action_id: str, click_pk: int | None) -> tuple:
+    """The conversion a postback speaks of: by action_id when sent, else by click."""
+    return (offer_id, goal, action_id, None if action_id else click_pk)
+
+
+def conversions_by_key(keys: set[tuple], *, lock: bool = False) -> dict[tuple, Conversion]:
+    """Existing conversions for these keys, in one query (locked in id order if asked)."""
+    if not keys:
+        return {}
+    # A superset by clicks and action ids (cheap to build), sorted out by key below.
+    candidates = Conversion.objects.filter(
+        Q(action_id="", click_id__in={k[3] for k in keys if not k[2]})
+        | Q(action_id__in={k[2] for k in keys if k[2]}),
+        offer_id__in={k[0] for k in keys},
+    )
+    if lock:
+        candidates = candidates.select_for_update().order_by("pk")
+    found = {}
+    for conv in candidates:
+        key = conversion_key(conv.offer_id, conv.goal, conv.action_id, conv.click_id)
+        if key in keys:
+            found[key] = conv
+    return found
+
+
 def check_duplicate(batch: Batch) -> Verdicts:
     """Early word on duplicates; the callback settles them under the unique constraints."""
     clicks = _clicks(batch)
@@ -262,30 +287,17 @@ def check_duplicate(batch: Batch) -> Verdicts:
     for pb in batch:
         if click := clicks.get(clickid_of(pb)):
             goal = goals.get((click.offer_id, goal_of(pb).lower()))
-            keys[pb["id"]] = (
+            keys[pb["id"]] = conversion_key(
                 click.offer_id,
                 goal.value if goal else goal_of(pb).lower(),
                 param(pb, "action_id")[:255],
                 click.pk,
             )
-    query = Q(pk__in=[])
-    for offer_id, goal, action_id, click_pk in keys.values():
-        query |= Q(
-            offer_id=offer_id,
-            goal=goal,
-            **({"action_id": action_id} if action_id else {"action_id": "", "click_id": click_pk}),
-        )
-    found = {}
-    for conv in Conversion.objects.filter(query).only(
-        "offer_id", "goal", "action_id", "click_id", "status"
-    ):
-        found[
-            (conv.offer_id, conv.goal, conv.action_id, None if conv.action_id else conv.click_id)
-        ] = conv
+    found = conversions_by_key(set(keys.values()))
     verdicts = {}
     for pb in batch:
         key = keys.get(pb["id"])
-        conv = key and found.get((key[0], key[1], key[2], None if key[2] else key[3]))
+        conv = key and found.get(key)
         if not conv:
             verdicts[pb["id"]] = {}
         elif not param(pb, "status"):

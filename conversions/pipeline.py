@@ -1,5 +1,6 @@
 """The chord's callback: settle a batch of checked postbacks, one transaction each."""
 
+import contextvars
 import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -12,13 +13,14 @@ from django.utils import timezone
 from offers.models import Cap, CapCounter, Goal
 
 from . import caps
-from .checks import CHECKS, DECLINE_ORDER, REJECT_ORDER
+from .checks import CHECKS, DECLINE_ORDER, REJECT_ORDER, conversion_key, conversions_by_key
 from .models import Conversion, Postback
 from .services import hold_or_approved, set_status
 
 log = logging.getLogger(__name__)
 
 S = Conversion.Status
+_batch_time: contextvars.ContextVar = contextvars.ContextVar("batch_time", default=None)
 DECLINED_BY_ADVERTISER = "Declined via advertiser's postback"
 
 
@@ -40,33 +42,79 @@ def settle(results: list[dict], ids: list[str]) -> dict[str, str]:
     2. read the batch's caps and partner postbacks once, and lock the cap
        counters it may spend in a fixed order, so concurrent batches queue
        on counters instead of deadlocking;
-    3. settle each postback in arrival order inside its own savepoint: an
-       unexpected error fails that postback alone;
-    4. write every row's outcome in one statement.
+    3. settle each postback in arrival order; new conversions are inserted
+       together in one statement (inside one savepoint for the batch);
+    4. if anything in 3 fails (a concurrent batch inserted one of the same
+       conversions, an unexpected error), roll back to that savepoint and
+       settle one by one, each postback in its own savepoint, so an error
+       fails that postback alone;
+    5. write every row's outcome in one statement.
     ``results`` are the checks' outputs in CHECKS order.
     """
     by_check = dict(zip(CHECKS, results, strict=True))
     batch = load_batch(ids)
-    outcome = {}
+    token = _batch_time.set(timezone.now())
+    try:
+        return _settle_locked(batch, by_check, ids)
+    finally:
+        _batch_time.reset(token)
+
+
+def _settle_locked(batch, by_check, ids) -> dict[str, str]:
     with transaction.atomic():
-        rows = {
-            row.pk: row
-            for row in Postback.objects.select_for_update()
-            .filter(pk__in=ids, state=Postback.State.PROCESSING)
-            .order_by("pk")
-        }
-        context = _BatchContext(batch, by_check, rows)
-        for pb in batch:
-            row = rows.get(pb["id"])
-            if row is None:
-                outcome[pb["id"]] = "skipped"
-                continue
-            verdicts = {name: (by_check[name] or {}).get(pb["id"], {}) for name in CHECKS}
+        rows = _lock_rows(ids)
+        try:
+            with transaction.atomic():
+                outcome = _settle_all(batch, by_check, rows, bulk=True)
+        except (OperationalError, InterfaceError):
+            raise  # the connection is gone: the task retries the whole batch
+        except Exception:
+            log.info("batch of %d settled one by one after an error", len(ids), exc_info=True)
+            rows = _lock_rows(ids)
+            outcome = _settle_all(batch, by_check, rows, bulk=False)
+        _write_outcomes(rows.values())
+    return outcome
+
+
+def _write_outcomes(rows) -> None:
+    """Rows sharing an outcome in one UPDATE each; conversion links in one more."""
+    groups: dict[tuple, list[str]] = {}
+    linked = []
+    for row in rows:
+        groups.setdefault((row.state, row.error, row.offer_id, row.processed_at), []).append(row.pk)
+        if row.conversion is not None:
+            linked.append(row)
+    for (state, error, offer_id, processed_at), pks in groups.items():
+        Postback.objects.filter(pk__in=pks).update(
+            state=state, error=error, offer_id=offer_id, processed_at=processed_at
+        )
+    if linked:
+        Postback.objects.bulk_update(linked, ["conversion"])
+
+
+def _lock_rows(ids: list[str]) -> dict[str, Postback]:
+    return {
+        row.pk: row
+        for row in Postback.objects.select_for_update()
+        .filter(pk__in=ids, state=Postback.State.PROCESSING)
+        .order_by("pk")
+    }
+
+
+def _settle_all(batch, by_check, rows, *, bulk: bool) -> dict[str, str]:
+    context = _BatchContext(batch, by_check, rows, bulk=bulk)
+    outcome = {}
+    for pb in batch:
+        row = rows.get(pb["id"])
+        if row is None:
+            outcome[pb["id"]] = "skipped"
+            continue
+        verdicts = {name: (by_check[name] or {}).get(pb["id"], {}) for name in CHECKS}
+        if bulk:
+            outcome[pb["id"]] = settle_one(row, pb, verdicts, context)
+        else:
             outcome[pb["id"]] = _settle_in_savepoint(row, pb, verdicts, context)
-        if rows:
-            Postback.objects.bulk_update(
-                list(rows.values()), ["state", "error", "conversion", "offer", "processed_at"]
-            )
+    context.flush()
     return outcome
 
 
@@ -91,9 +139,12 @@ class _BatchContext:
     """What a batch reads once: caps by offer, partner postbacks by partner, and
     the conversions its postbacks speak of (locked), kept current as it goes."""
 
-    def __init__(self, batch: list[dict], by_check: dict, rows: dict) -> None:
+    def __init__(self, batch: list[dict], by_check: dict, rows: dict, *, bulk: bool) -> None:
         from partners.delivery import enabled_postbacks
 
+        # bulk: new conversions wait in ``pending`` and are inserted together.
+        self.bulk = bulk
+        self.pending: list[Conversion] = []
         clicks = {
             pb["id"]: data
             for pb in batch
@@ -113,24 +164,37 @@ class _BatchContext:
         }
         # None = known not to exist (as of this transaction's reads).
         self.known: dict[tuple, Conversion | None] = dict.fromkeys(keys)
-        if keys:
-            wanted = Q()
-            for key in keys:
-                wanted |= _lookup(key)
-            for conv in Conversion.objects.select_for_update().filter(wanted).order_by("pk"):
-                self.known[
-                    (
-                        conv.offer_id,
-                        conv.goal,
-                        conv.action_id,
-                        None if conv.action_id else conv.click_id,
-                    )
-                ] = conv
+        self.known.update(conversions_by_key(keys, lock=True))
 
     def existing(self, key: tuple) -> Conversion | None:
         if key not in self.known:
             self.known[key] = Conversion.objects.select_for_update().filter(_lookup(key)).first()
-        return self.known[key]
+        found = self.known[key]
+        if found is not None and found.pk is None:
+            self.flush()  # an update of a conversion this batch created: insert it first
+        return found
+
+    def add(self, key: tuple, conversion: Conversion) -> None:
+        """A new conversion: inserted now, or with the batch's others at flush()."""
+        self.known[key] = conversion
+        if self.bulk:
+            self.pending.append(conversion)
+        else:
+            conversion.save(force_insert=True)
+            self.fire(conversion)
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        new, self.pending = self.pending, []
+        Conversion.objects.bulk_create(new)
+        for conversion in new:
+            self.fire(conversion)
+
+    def fire(self, conversion: Conversion) -> None:
+        from partners.delivery import fire
+
+        fire(conversion, self.partner_postbacks.get(conversion.partner_id, []))
 
     def _lock_counters(self, batch: list[dict], clicks: dict) -> None:
         keys = sorted(
@@ -163,7 +227,8 @@ def _finish(row: Postback, state: str, error: str = "", conversion=None, offer_i
     row.error = error[:255]
     row.conversion = conversion
     row.offer_id = offer_id
-    row.processed_at = timezone.now()
+    # One time for the batch: the rows are written by groups of equal values.
+    row.processed_at = _batch_time.get() or timezone.now()
     return state
 
 
@@ -183,8 +248,7 @@ def _key(verdicts: dict[str, dict]) -> tuple | None:
     if not click or not params:
         return None
     goal = verdicts["payout"].get("data", {}).get("goal", "1")
-    action_id = params["action_id"]
-    return (click["offer_id"], goal, action_id, None if action_id else click["id"])
+    return conversion_key(click["offer_id"], goal, params["action_id"], click["id"])
 
 
 def _lookup(key: tuple) -> Q:
@@ -232,13 +296,8 @@ def _convert(
     else:
         _set_new_status(conversion, params, offer, payout, received_at, context.caps[offer_id])
     # A concurrent batch may have inserted the same conversion: IntegrityError
-    # rolls back this postback's savepoint and settle() tries it once more.
-    conversion.save(force_insert=True)
-    context.known[key] = conversion
-
-    from partners.delivery import fire
-
-    fire(conversion, context.partner_postbacks.get(conversion.partner_id, []))
+    # rolls back to a savepoint and settle() tries again one by one.
+    context.add(key, conversion)
     return _finish(row, Postback.State.ACCEPTED, conversion=conversion, offer_id=offer_id)
 
 
