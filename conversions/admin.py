@@ -7,6 +7,7 @@ one), and exact-match search on indexed columns.
 """
 
 import json
+from decimal import Decimal
 
 from django.contrib import admin, messages
 from django.db.models import Q
@@ -73,6 +74,11 @@ def badge(value: str, label: str = "") -> str:
         colour,
         label or value,
     )
+
+
+def money(value: Decimal) -> str:
+    """Cents as usual (3.50); more places only when they carry something (0.0125)."""
+    return f"{value:.2f}" if value == round(value, 2) else f"{value.normalize():f}"
 
 
 class FixedChoicesFilter(admin.SimpleListFilter):
@@ -196,9 +202,9 @@ class ConversionAdmin(FastListMixin, ImportExportMixin, ReadOnlyMixin, admin.Mod
         "goal",
         "status_badge",
         "reason",
-        "revenue",
-        "payout",
-        "sum",
+        "revenue_amount",
+        "payout_amount",
+        "sum_amount",
         "clickid",
         "action_id",
     )
@@ -219,6 +225,18 @@ class ConversionAdmin(FastListMixin, ImportExportMixin, ReadOnlyMixin, admin.Mod
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Conversion) -> str:
         return badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="revenue", ordering="revenue")
+    def revenue_amount(self, obj: Conversion) -> str:
+        return money(obj.revenue)
+
+    @admin.display(description="payout", ordering="payout")
+    def payout_amount(self, obj: Conversion) -> str:
+        return money(obj.payout)
+
+    @admin.display(description="sum", ordering="sum")
+    def sum_amount(self, obj: Conversion) -> str:
+        return money(obj.sum)
 
     @admin.display(description="clickid", ordering="click__clickid")
     def clickid(self, obj: Conversion) -> str:

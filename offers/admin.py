@@ -1,7 +1,10 @@
 """Advertisers and offers, with the offer's goals, payouts and caps inline."""
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.contrib import admin
+from django.db import models
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -18,7 +21,12 @@ def cap_usage(cap: Cap) -> str:
     if cap.pk is None:
         return "-"
     used = caps.usage(cap, timezone.now())
-    return f"{used:g} / {cap.limit:g} {PERIOD_WORDS[cap.period]}"
+    return f"{_plain(used)} / {_plain(cap.limit)} {PERIOD_WORDS[cap.period]}"
+
+
+def _plain(amount: Decimal) -> str:
+    """7.0000 as 7, 12.5000 as 12.5."""
+    return f"{amount.normalize():f}"
 
 
 def secure_code(offer: Offer) -> str:
@@ -95,8 +103,13 @@ class AdvertiserAdmin(admin.ModelAdmin):
         return bool(obj.secure)
 
 
+# Django 6 makes https the default scheme of URL form fields; it is the one to suggest now.
+URL_FIELDS = {models.URLField: {"assume_scheme": "https"}}
+
+
 @admin.register(Offer)
 class OfferAdmin(admin.ModelAdmin):
+    formfield_overrides = URL_FIELDS
     list_display = (
         "id",
         "title",

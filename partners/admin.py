@@ -1,6 +1,7 @@
 """Partners, their access to private offers, and their postbacks (tracker URLs)."""
 
 from django.contrib import admin
+from django.db import models
 
 from .models import OfferAccess, Partner, PartnerPostback
 
@@ -12,8 +13,13 @@ class OfferAccessInline(admin.TabularInline):
     verbose_name_plural = "access to private offers"
 
 
+# Django 6 makes https the default scheme of URL form fields; it is the one to suggest now.
+URL_FIELDS = {models.URLField: {"assume_scheme": "https"}}
+
+
 class PartnerPostbackInline(admin.TabularInline):
     model = PartnerPostback
+    formfield_overrides = URL_FIELDS
     extra = 0
     fields = ("offer", "goal", "url", "method", "statuses", "enabled", "replaces_global")
     autocomplete_fields = ("offer",)
@@ -39,6 +45,7 @@ class OfferAccessAdmin(admin.ModelAdmin):
 
 @admin.register(PartnerPostback)
 class PartnerPostbackAdmin(admin.ModelAdmin):
+    formfield_overrides = URL_FIELDS
     list_display = (
         "id",
         "partner",

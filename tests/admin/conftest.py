@@ -52,6 +52,12 @@ def support_client(support) -> Client:
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # The real hasher takes a good part of a second per user: tests only need logins.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def fresh_dashboard_stats():
     """The dashboard caches its 30-day figures; each test starts without them."""
     cache.delete(dashboard.stats_key(timezone.now()))
