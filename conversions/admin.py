@@ -251,7 +251,11 @@ class ConversionAdmin(FastListMixin, ImportExportMixin, ReadOnlyMixin, admin.Mod
         if term.isdigit() and len(term) < 19:
             match |= Q(pk=int(term))
         if CLICKID_RE.match(term):
-            match |= Q(click__in=Click.objects.filter(clickid=term.lower()).values("pk"))
+            # Resolved first: with a subquery in the OR, PostgreSQL cannot combine
+            # the three index scans and walks the whole table instead.
+            clicks = list(Click.objects.filter(clickid=term.lower()).values_list("pk", flat=True))
+            if clicks:
+                match |= Q(click_id__in=clicks)
         return queryset.filter(match), False
 
     def _change_status(self, request, queryset, status: str, verb: str) -> None:
