@@ -153,9 +153,15 @@ class StatusCodeFilter(admin.SimpleListFilter):
 
 
 class ReadOnlyMixin:
-    """Rows written by the pipeline: shown, never edited or added by hand."""
+    """Rows written by the pipeline: shown, never added, edited or deleted by hand.
+
+    They are the record of what advertisers sent and partners were paid for.
+    """
 
     def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
     def get_readonly_fields(self, request, obj=None):
@@ -217,10 +223,6 @@ class ConversionAdmin(FastListMixin, ImportExportMixin, ReadOnlyMixin, admin.Mod
     actions = ("approve", "decline", "set_pending")
     readonly_fields = ("clickid",)
     inlines = (PostbackInline, DeliveryInline)
-
-    def has_add_permission(self, request, obj=None):
-        # Conversions come from postbacks, or in bulk from the CSV import.
-        return False
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Conversion) -> str:

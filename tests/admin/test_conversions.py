@@ -162,6 +162,15 @@ def test_set_pending_and_refusal_of_an_impossible_transition(manager_client, mak
     )
 
 
+def test_conversions_are_never_added_or_deleted_by_hand(manager_client, make_conversion):
+    conversion = make_conversion()
+    page = manager_client.get(URL).content.decode()
+    assert 'value="delete_selected"' not in page
+    assert manager_client.get(f"{URL}add/").status_code == 403
+    assert manager_client.post(f"{URL}{conversion.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert Conversion.objects.filter(pk=conversion.pk).exists()
+
+
 def test_support_sees_conversions_but_cannot_change_their_status(support_client, make_conversion):
     pending = make_conversion(status="pending")
     page = support_client.get(URL).content.decode()

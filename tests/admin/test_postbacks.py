@@ -7,7 +7,7 @@ from django.contrib.messages import get_messages
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from conversions.models import Conversion, Postback, PostbackDelivery
+from conversions.models import Click, Conversion, Postback, PostbackDelivery
 from partners.models import PartnerPostback
 
 from ..conftest import wait_settled
@@ -173,8 +173,6 @@ def test_requeued_postback_is_accepted_once_the_cause_is_fixed(
     """Support's round trip: a postback for a wrong secure is rejected, fixed, re-queued, accepted."""
     from django.contrib.auth.models import User
 
-    from conversions.models import Click
-
     offer.secure = "s3cret"
     offer.save()
     click = Click.objects.create(offer=offer, partner=partner)
@@ -273,6 +271,20 @@ def test_resend_needs_the_resend_permission(client, deliveries, django_user_mode
     assert 'value="resend"' not in client.get(DELIVERIES).content.decode()
     client.post(DELIVERIES, {"action": "resend", "_selected_action": [deliveries[1].pk]})
     assert PostbackDelivery.objects.count() == 3
+
+
+def test_click_list_of_200_rows_takes_a_bounded_number_of_queries(
+    support_client, offer, partner, django_assert_max_num_queries
+):
+    clicks = Click.objects.bulk_create(Click(offer=offer, partner=partner) for _ in range(200))
+    with django_assert_max_num_queries(12):
+        response = support_client.get("/admin/conversions/click/?all=")
+
+    def shown(response) -> int:
+        return response.content.decode().count('<th class="field-clickid">')
+
+    assert shown(response) == 200
+    assert shown(support_client.get("/admin/conversions/click/", {"q": clicks[9].clickid})) == 1
 
 
 def test_task_results_are_visible_to_support(support_client):

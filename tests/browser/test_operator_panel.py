@@ -13,8 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.utils import timezone
 
+from conversions import dashboard
 from conversions.models import Click, Conversion
 from offers.models import Cap, Goal, Offer, Payout
 from partners.models import Partner
@@ -184,6 +186,7 @@ def test_manager_filters_conversions_and_requeues_a_fixed_postback(page, live_se
     assert page.locator("#result_list .status-badge").inner_text().lower() == "approved"
     assert f"/admin/conversions/conversion/{conversion.pk}/change/" in page.content()
 
+    cache.delete(dashboard.stats_key(timezone.now()))
     page.goto("/admin/dashboard/")
     page.wait_for_selector("#conversions-chart svg rect")
     assert "keeping up" in page.inner_text("#queue-health")
