@@ -36,7 +36,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin with the operator panel's site (affise_proj/admin_site.py).
+    "affise_proj.apps.OperatorAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -47,6 +48,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "django_celery_results",
+    "import_export",
     "offers",
     "partners",
     "conversions",
@@ -162,6 +164,15 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
 }
+
+# --- Operator panel -----------------------------------------------------
+# CSV import needs the model's add permission, export its view permission.
+IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
+# Import and its preview run in one transaction each: a bad row imports nothing.
+IMPORT_EXPORT_USE_TRANSACTIONS = True
+# Past this many rows a changelist stops counting (COUNT(*) over millions is a scan).
+ADMIN_COUNT_LIMIT = env.int("ADMIN_COUNT_LIMIT", default=10_000)
 
 # --- Celery ---------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"

@@ -1,8 +1,439 @@
-from django.contrib import admin
+"""The operator panel's conversions, postbacks, clicks and partner postback deliveries.
 
+Every list here may hold millions of rows: no full count (FastListMixin), the
+related rows in the list query (list_select_related), filters whose choices
+come from small tables or fixed strings (never SELECT DISTINCT on the big
+one), and exact-match search on indexed columns.
+"""
+
+import json
+from decimal import Decimal
+
+from django.contrib import admin, messages
+from django.db.models import Q
+from django.urls import reverse
+from django.utils.html import format_html
+from import_export.admin import ImportExportMixin
+from import_export.formats.base_formats import CSV
+
+from offers.models import Goal
+
+from . import dispatch, services
+from .checks import CLICKID_RE
+from .listing import FastListMixin
 from .models import Click, Conversion, Postback, PostbackDelivery
+from .resources import ConversionResource
 
-admin.site.register(Click)
-admin.site.register(Postback)
-admin.site.register(Conversion)
-admin.site.register(PostbackDelivery)
+S = Conversion.Status
+
+STATUS_COLOURS = {
+    S.APPROVED: "#2e7d32",
+    S.PENDING: "#ef6c00",
+    S.DECLINED: "#c62828",
+    S.HOLD: "#1565c0",
+    Postback.State.ACCEPTED: "#2e7d32",
+    Postback.State.RECEIVED: "#6d6d6d",
+    Postback.State.PROCESSING: "#1565c0",
+    Postback.State.REJECTED: "#c62828",
+    Postback.State.FAILED: "#6a1b9a",
+    PostbackDelivery.State.DELIVERED: "#2e7d32",
+}
+
+# DESIGN.md's outcome strings: the reason and error filters offer these
+# instead of a DISTINCT over millions of rows.
+DECLINE_REASONS = (
+    "Partner is disabled",
+    "Partner is banned",
+    "Click session lifespan is expired",
+    "Min click session lifespan is not reached",
+    "Payments not found",
+    "Declined via advertiser's postback",
+    "Cap is reached",
+    services.MANAGER_DECLINE_REASON,
+)
+REJECTION_ERRORS = (
+    "Missing mandatory parameter clickid",
+    "Click_id: invalid format",
+    "Invalid parameter status",
+    "Invalid parameter sum",
+    "Click not found",
+    "Offer disabled",
+    "Access denied",
+    "Current IP-address is denied",
+    "Conversion status is not pending",
+    "Conversion exists",
+)
+
+
+def badge(value: str, label: str = "") -> str:
+    colour = STATUS_COLOURS.get(value, "#6d6d6d")
+    return format_html(
+        '<span class="status-badge status-{}" style="background:{};color:#fff;'
+        'padding:2px 8px;border-radius:10px;font-size:11px;white-space:nowrap">{}</span>',
+        value,
+        colour,
+        label or value,
+    )
+
+
+def money(value: Decimal) -> str:
+    """Cents as usual (3.50); more places only when they carry something (0.0125)."""
+    return f"{value:.2f}" if value == round(value, 2) else f"{value.normalize():f}"
+
+
+class FixedChoicesFilter(admin.SimpleListFilter):
+    """Exact match on a text column, choices from a fixed list (plus any value in the URL)."""
+
+    choices_list: tuple[str, ...] = ()
+    empty_label = ""
+
+    def lookups(self, request, model_admin):
+        values = list(self.choices_list)
+        if self.value() and self.value() not in values:
+            values.append(self.value())
+        choices = [(value, value) for value in values]
+        if self.empty_label:
+            choices.insert(0, ("-", self.empty_label))
+        return choices
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(**{self.parameter_name: "" if value == "-" else value})
+
+
+class ReasonFilter(FixedChoicesFilter):
+    title = "reason"
+    parameter_name = "reason"
+    choices_list = DECLINE_REASONS
+    empty_label = "(no reason)"
+
+
+class ErrorFilter(FixedChoicesFilter):
+    title = "error"
+    parameter_name = "error"
+    choices_list = REJECTION_ERRORS
+    empty_label = "(no error)"
+
+
+class GoalFilter(admin.SimpleListFilter):
+    """Goal values from the (small) goals table."""
+
+    title = "goal"
+    parameter_name = "goal"
+
+    def lookups(self, request, model_admin):
+        values = Goal.objects.order_by().values_list("value", flat=True).distinct()
+        return [(value, value) for value in sorted(set(values))]
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        return queryset.filter(goal=self.value())
+
+
+class StatusCodeFilter(admin.SimpleListFilter):
+    """HTTP status classes of the partner's answer (no DISTINCT over the deliveries)."""
+
+    title = "status code"
+    parameter_name = "code"
+
+    def lookups(self, request, model_admin):
+        return [("2xx", "2xx"), ("4xx", "4xx"), ("5xx", "5xx"), ("none", "no answer")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "none":
+            return queryset.filter(status_code__isnull=True)
+        if value in ("2xx", "4xx", "5xx"):
+            low = int(value[0]) * 100
+            return queryset.filter(status_code__gte=low, status_code__lt=low + 100)
+        return queryset
+
+
+class ReadOnlyMixin:
+    """Rows written by the pipeline: shown, never added, edited or deleted by hand.
+
+    They are the record of what advertisers sent and partners were paid for.
+    """
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = [f.name for f in self.model._meta.fields]
+        return [*fields, *self.readonly_fields]
+
+
+class DeliveryInline(admin.TabularInline):
+    model = PostbackDelivery
+    fields = ("created_at", "url", "status", "attempt", "status_code", "state", "error")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ("-id",)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class PostbackInline(admin.TabularInline):
+    model = Postback
+    fields = ("id", "received_at", "ip", "state", "error", "attempts")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Conversion)
+class ConversionAdmin(FastListMixin, ImportExportMixin, ReadOnlyMixin, admin.ModelAdmin):
+    resource_classes = [ConversionResource]
+    formats = [CSV]
+    # "Export" downloads the filtered list at once: no intermediate form.
+    skip_export_form = True
+    list_display = (
+        "id",
+        "created_at",
+        "offer",
+        "partner",
+        "goal",
+        "status_badge",
+        "reason",
+        "revenue_amount",
+        "payout_amount",
+        "sum_amount",
+        "clickid",
+        "action_id",
+    )
+    list_select_related = ("offer", "partner", "click")
+    list_filter = ("status", "offer", "partner", GoalFilter, ReasonFilter)
+    date_hierarchy = "created_at"
+    search_fields = ("action_id",)
+    search_help_text = "Exact conversion id, clickid or action_id."
+    ordering = ("-created_at",)
+    actions = ("approve", "decline", "set_pending")
+    readonly_fields = ("clickid",)
+    inlines = (PostbackInline, DeliveryInline)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: Conversion) -> str:
+        return badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="revenue", ordering="revenue")
+    def revenue_amount(self, obj: Conversion) -> str:
+        return money(obj.revenue)
+
+    @admin.display(description="payout", ordering="payout")
+    def payout_amount(self, obj: Conversion) -> str:
+        return money(obj.payout)
+
+    @admin.display(description="sum", ordering="sum")
+    def sum_amount(self, obj: Conversion) -> str:
+        return money(obj.sum)
+
+    @admin.display(description="clickid", ordering="click__clickid")
+    def clickid(self, obj: Conversion) -> str:
+        return obj.click.clickid if obj.click_id else ""
+
+    def get_search_results(self, request, queryset, search_term):
+        """Exact matches only, each served by an index (pk, click's clickid, action_id)."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        match = Q(action_id=term)
+        if term.isdigit() and len(term) < 19:
+            match |= Q(pk=int(term))
+        if CLICKID_RE.match(term):
+            # Resolved first: with a subquery in the OR, PostgreSQL cannot combine
+            # the three index scans and walks the whole table instead.
+            clicks = list(Click.objects.filter(clickid=term.lower()).values_list("pk", flat=True))
+            if clicks:
+                match |= Q(click_id__in=clicks)
+        return queryset.filter(match), False
+
+    def _change_status(self, request, queryset, status: str, verb: str) -> None:
+        changed, refused = 0, []
+        for pk in queryset.values_list("pk", flat=True):
+            try:
+                services.change_status_by_manager(pk, status)
+                changed += 1
+            except services.TransitionError as exc:
+                refused.append(str(exc))
+        if changed:
+            self.message_user(
+                request,
+                f"{verb} {changed} conversion{'s' if changed != 1 else ''}; "
+                "partner postbacks were fired.",
+                messages.SUCCESS,
+            )
+        if refused:
+            shown = " ".join(refused[:5]) + (" …" if len(refused) > 5 else "")
+            self.message_user(request, f"Refused {len(refused)}: {shown}", messages.WARNING)
+
+    @admin.action(description="Approve selected conversions", permissions=["change"])
+    def approve(self, request, queryset):
+        self._change_status(request, queryset, S.APPROVED, "Approved")
+
+    @admin.action(
+        description="Decline selected conversions (Rejected by a manager)",
+        permissions=["change"],
+    )
+    def decline(self, request, queryset):
+        self._change_status(request, queryset, S.DECLINED, "Declined")
+
+    @admin.action(description="Set selected conversions pending", permissions=["change"])
+    def set_pending(self, request, queryset):
+        self._change_status(request, queryset, S.PENDING, "Set pending")
+
+
+@admin.register(Postback)
+class PostbackAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
+    list_display = (
+        "id",
+        "received_at",
+        "ip",
+        "clickid",
+        "goal",
+        "state_badge",
+        "error",
+        "attempts",
+        "offer",
+        "conversion_link",
+    )
+    list_select_related = ("offer",)
+    list_filter = ("state", ErrorFilter, "offer")
+    date_hierarchy = "received_at"
+    search_fields = ("clickid",)
+    search_help_text = "Exact clickid, action_id or postback id."
+    ordering = ("-received_at",)
+    actions = ("requeue",)
+    readonly_fields = ("raw_params",)
+    exclude = ("params",)
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj: Postback) -> str:
+        return badge(obj.state)
+
+    @admin.display(description="goal")
+    def goal(self, obj: Postback) -> str:
+        goal = obj.params.get("goal") or "1"
+        return goal if isinstance(goal, str) else ", ".join(map(str, goal))
+
+    @admin.display(description="conversion")
+    def conversion_link(self, obj: Postback) -> str:
+        if not obj.conversion_id:
+            return "-"
+        url = reverse("admin:conversions_conversion_change", args=[obj.conversion_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.conversion_id)
+
+    @admin.display(description="parameters as sent")
+    def raw_params(self, obj: Postback) -> str:
+        return format_html(
+            '<pre style="white-space:pre-wrap;margin:0">{}</pre>',
+            json.dumps(obj.params, indent=2, ensure_ascii=False, sort_keys=True),
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f for f in super().get_readonly_fields(request, obj) if f != "params"]
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        match = Q(clickid=term) | Q(action_id=term) | Q(pk=term)
+        if term != term.lower():
+            match |= Q(clickid=term.lower())
+        return queryset.filter(match), False
+
+    def has_requeue_permission(self, request) -> bool:
+        return request.user.has_perm("conversions.requeue_postback")
+
+    @admin.action(description="Re-queue selected postbacks", permissions=["requeue"])
+    def requeue(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True))
+        count = dispatch.requeue(ids)
+        left = len(ids) - count
+        self.message_user(
+            request,
+            f"Re-queued {count} postback{'s' if count != 1 else ''} for processing."
+            + (f" {left} left alone: only rejected or failed ones are re-queued." if left else ""),
+            messages.SUCCESS if count else messages.WARNING,
+        )
+
+
+@admin.register(Click)
+class ClickAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("clickid", "created_at", "offer", "partner", "sub1", "ip", "country")
+    list_select_related = ("offer", "partner")
+    list_filter = ("offer", "partner")
+    date_hierarchy = "created_at"
+    search_fields = ("=clickid",)
+    search_help_text = "Exact clickid."
+    ordering = ("-created_at",)
+
+
+@admin.register(PostbackDelivery)
+class PostbackDeliveryAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
+    list_display = (
+        "id",
+        "created_at",
+        "partner",
+        "conversion_link",
+        "status",
+        "method",
+        "short_url",
+        "attempt",
+        "status_code",
+        "state_badge",
+        "error",
+        "duration_ms",
+        "next_retry_at",
+    )
+    list_select_related = ("partner_postback__partner",)
+    list_filter = ("state", StatusCodeFilter)
+    search_fields = ("=conversion__id",)
+    search_help_text = "Exact conversion id."
+    ordering = ("-id",)
+    actions = ("resend",)
+    readonly_fields = ("conversion_link",)
+
+    @admin.display(description="partner")
+    def partner(self, obj: PostbackDelivery) -> str:
+        return str(obj.partner_postback.partner)
+
+    @admin.display(description="conversion")
+    def conversion_link(self, obj: PostbackDelivery) -> str:
+        url = reverse("admin:conversions_conversion_change", args=[obj.conversion_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.conversion_id)
+
+    @admin.display(description="url")
+    def short_url(self, obj: PostbackDelivery) -> str:
+        text = obj.url if len(obj.url) <= 80 else obj.url[:79] + "…"
+        return format_html('<span title="{}">{}</span>', obj.url, text)
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj: PostbackDelivery) -> str:
+        return badge(obj.state)
+
+    def has_resend_permission(self, request) -> bool:
+        return request.user.has_perm("conversions.resend_postbackdelivery")
+
+    @admin.action(description="Resend selected deliveries", permissions=["resend"])
+    def resend(self, request, queryset):
+        from partners.delivery import resend
+
+        count = resend(list(queryset.values_list("pk", flat=True)))
+        self.message_user(
+            request,
+            f"Queued {count} new delivery attempt{'s' if count != 1 else ''}.",
+            messages.SUCCESS,
+        )

@@ -170,6 +170,12 @@ class Conversion(models.Model):
             # Offer / partner filters on the list.
             models.Index(fields=["offer", "-created_at"], name="conversion_offer_idx"),
             models.Index(fields=["partner", "-created_at"], name="conversion_partner_idx"),
+            # Search by action_id (panel and API): the unique constraint leads with offer.
+            models.Index(
+                fields=["action_id"],
+                name="conversion_action_id_idx",
+                condition=~models.Q(action_id=""),
+            ),
             # The periodic hold approval scans only held conversions.
             models.Index(
                 fields=["hold_until"],

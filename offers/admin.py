@@ -1,9 +1,159 @@
+"""Advertisers and offers, with the offer's goals, payouts and caps inline."""
+
+from decimal import Decimal
+
+from django.conf import settings
 from django.contrib import admin
+from django.db import models
+from django.http import HttpRequest
+from django.utils import timezone
+
+from conversions import caps
+from partners.models import OfferAccess
 
 from .models import Advertiser, Cap, Goal, Offer, Payout
 
-admin.site.register(Advertiser)
-admin.site.register(Offer)
-admin.site.register(Goal)
-admin.site.register(Payout)
-admin.site.register(Cap)
+PERIOD_WORDS = {Cap.Period.DAY: "today", Cap.Period.MONTH: "this month", Cap.Period.ALL: "in total"}
+
+
+def cap_usage(cap: Cap) -> str:
+    """What the cap has used in its current period, e.g. "7 / 10 today"."""
+    if cap.pk is None:
+        return "-"
+    used = caps.usage(cap, timezone.now())
+    return f"{_plain(used)} / {_plain(cap.limit)} {PERIOD_WORDS[cap.period]}"
+
+
+def _plain(amount: Decimal) -> str:
+    """7.0000 as 7, 12.5000 as 12.5."""
+    return f"{amount.normalize():f}"
+
+
+def secure_code(offer: Offer) -> str:
+    """The code an advertiser puts in ``secure=``: the offer's, else its advertiser's, else the platform's."""
+    return offer.secure or offer.advertiser.secure or settings.POSTBACK_SECURE
+
+
+def postback_urls(offer: Offer, site: str) -> list[tuple[str, str]]:
+    """(goal, URL) for the advertiser, one per goal; the advertiser's tracker fills the macros."""
+    code = secure_code(offer)
+    secure = f"&secure={code}" if code else ""
+    goals = [goal.value for goal in offer.goals.all()] or ["1"]
+    return [
+        (
+            goal,
+            f"{site}/postback?clickid={{clickid}}&goal={goal}{secure}"
+            "&action_id={action_id}&sum={sum}&status={status}",
+        )
+        for goal in goals
+    ]
+
+
+def click_url(offer: Offer, site: str) -> str:
+    return f"{site}/click?offer_id={offer.pk}&pid={{pid}}&sub1={{sub1}}"
+
+
+class GoalInline(admin.TabularInline):
+    model = Goal
+    extra = 0
+
+
+class OfferScopedInline(admin.TabularInline):
+    """Inline whose goal choices are the offer's own goals."""
+
+    extra = 0
+    autocomplete_fields = ("partner",)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "goal":
+            offer_id = request.resolver_match.kwargs.get("object_id")
+            kwargs["queryset"] = Goal.objects.filter(offer_id=offer_id if offer_id else None)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class PayoutInline(OfferScopedInline):
+    model = Payout
+    fields = ("goal", "partner", "country", "type", "revenue", "payout")
+
+
+class CapInline(OfferScopedInline):
+    model = Cap
+    fields = ("goal", "partner", "period", "kind", "limit", "overcap_status", "usage")
+    readonly_fields = ("usage",)
+
+    @admin.display(description="current usage")
+    def usage(self, obj: Cap) -> str:
+        return cap_usage(obj)
+
+
+class OfferAccessInline(admin.TabularInline):
+    model = OfferAccess
+    extra = 0
+    autocomplete_fields = ("partner",)
+    verbose_name_plural = "partners with access (private offers)"
+
+
+@admin.register(Advertiser)
+class AdvertiserAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "has_secure", "allowed_ips")
+    search_fields = ("name",)
+
+    @admin.display(description="secure code", boolean=True)
+    def has_secure(self, obj: Advertiser) -> bool:
+        return bool(obj.secure)
+
+
+# Django 6 makes https the default scheme of URL form fields; it is the one to suggest now.
+URL_FIELDS = {models.URLField: {"assume_scheme": "https"}}
+
+
+@admin.register(Offer)
+class OfferAdmin(admin.ModelAdmin):
+    formfield_overrides = URL_FIELDS
+    list_display = (
+        "id",
+        "title",
+        "advertiser",
+        "status",
+        "privacy",
+        "currency",
+        "hold_period",
+        "default_status",
+        "created_at",
+    )
+    list_select_related = ("advertiser",)
+    list_filter = ("status", "privacy", "advertiser")
+    search_fields = ("title", "=id")
+    inlines = (GoalInline, PayoutInline, CapInline, OfferAccessInline)
+    change_form_template = "admin/offers/offer/change_form.html"
+
+    def change_view(self, request: HttpRequest, object_id, form_url="", extra_context=None):
+        offer = self.get_object(request, object_id)
+        if offer is not None:
+            site = request.build_absolute_uri("/").rstrip("/")
+            extra_context = {
+                **(extra_context or {}),
+                "postback_urls": postback_urls(offer, site),
+                "click_url": click_url(offer, site),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(Payout)
+class PayoutAdmin(admin.ModelAdmin):
+    list_display = ("id", "offer", "goal", "partner", "country", "type", "revenue", "payout")
+    list_select_related = ("offer", "goal", "partner")
+    list_filter = ("type", "offer")
+    autocomplete_fields = ("offer", "partner")
+
+
+@admin.register(Cap)
+class CapAdmin(admin.ModelAdmin):
+    list_display = ("id", "offer", "goal", "partner", "kind", "limit", "overcap_status", "usage")
+    list_select_related = ("offer", "goal", "partner")
+    list_filter = ("period", "kind", "offer")
+    autocomplete_fields = ("offer", "partner")
+
+    @admin.display(description="current usage")
+    def usage(self, obj: Cap) -> str:
+        return cap_usage(obj)

@@ -68,6 +68,16 @@ def celery_session_worker(django_db_setup, django_db_blocker):
         ) as worker,
     ):
         yield worker
+        # Worker threads are gone but their connections are not: end them so the
+        # test database can be dropped.
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
 
 
 @pytest.fixture

@@ -1,0 +1,143 @@
+"""CSV export and import of conversions (django-import-export).
+
+Export writes the filtered changelist. Import creates conversions a manager
+brings from elsewhere (offer, partner, goal, action_id, clickid, sum,
+status): amounts come from the offer's payout rules as for a postback, and
+each new conversion counts against caps and fires partner postbacks. A row
+for a conversion that exists is skipped, never overwritten: status changes
+go through the approve / decline / set pending actions.
+"""
+
+from decimal import Decimal, InvalidOperation
+
+from django.core.exceptions import ValidationError
+from import_export import fields, resources, widgets
+
+from offers.models import Goal, Offer, Payout
+from partners.models import Partner
+
+from . import caps
+from .checks import STATUS_CODES, amounts, select_payout
+from .models import Click, Conversion
+from .services import MANAGER_DECLINE_REASON
+
+S = Conversion.Status
+IMPORT_STATUSES = (S.APPROVED, S.PENDING, S.DECLINED)
+
+
+class ClickWidget(widgets.ForeignKeyWidget):
+    """A click by its clickid; an empty cell is no click."""
+
+    def __init__(self):
+        super().__init__(Click, field="clickid")
+
+    def clean(self, value, row=None, **kwargs):
+        value = (value or "").strip().lower()
+        if not value:
+            return None
+        try:
+            return Click.objects.get(clickid=value)
+        except Click.DoesNotExist:
+            raise ValueError(f"Click {value} not found") from None
+
+
+class ConversionResource(resources.ModelResource):
+    offer = fields.Field("offer", "offer", widgets.ForeignKeyWidget(Offer))
+    partner = fields.Field("partner", "partner", widgets.ForeignKeyWidget(Partner))
+    clickid = fields.Field("click", "clickid", ClickWidget())
+
+    class Meta:
+        model = Conversion
+        fields = (
+            "id",
+            "created_at",
+            "offer",
+            "partner",
+            "goal",
+            "status",
+            "reason",
+            "revenue",
+            "payout",
+            "sum",
+            "currency",
+            "clickid",
+            "action_id",
+        )
+        export_order = fields
+        import_id_fields = ()
+        skip_unchanged = False
+        use_bulk = False
+
+    def get_instance(self, instance_loader, row):
+        """The existing conversion this row describes, by the model's unique keys."""
+        offer, goal = row.get("offer"), str(row.get("goal") or "1").strip()
+        action_id = str(row.get("action_id") or "").strip()
+        if not str(offer or "").isdigit():
+            return None
+        found = Conversion.objects.filter(offer_id=offer, goal__iexact=goal)
+        if action_id:
+            return found.filter(action_id=action_id).first()
+        clickid = str(row.get("clickid") or "").strip().lower()
+        return found.filter(action_id="", click__clickid=clickid).first() if clickid else None
+
+    def skip_row(self, instance, original, row, import_validation_errors=None):
+        # Existing conversions are left alone: the import only adds.
+        return original is not None and original.pk is not None
+
+    def before_import_row(self, row, **kwargs):
+        status = str(row.get("status") or "").strip().lower()
+        row["status"] = STATUS_CODES.get(status, status) or S.APPROVED
+        row["goal"] = str(row.get("goal") or "1").strip()
+        row["action_id"] = str(row.get("action_id") or "").strip()
+        for name in ("id", "created_at", "reason", "revenue", "payout", "currency"):
+            row.pop(name, None)
+
+    def import_instance(self, instance, row, **kwargs):
+        super().import_instance(instance, row, **kwargs)
+        self._complete(instance, row)
+
+    def _complete(self, conversion: Conversion, row) -> None:
+        """Check the row and fill what a postback's checks would have."""
+        errors = {}
+        click = conversion.click
+        if click and not conversion.partner_id:
+            conversion.partner_id = click.partner_id
+        for name in ("offer", "partner"):
+            if not getattr(conversion, f"{name}_id"):
+                errors[name] = f"Give the {name} id."
+        if conversion.status not in IMPORT_STATUSES:
+            errors["status"] = "Status must be approved, pending or declined (or 1, 2, 3)."
+        try:
+            conversion.sum = Decimal(str(row.get("sum") or 0))
+        except InvalidOperation:
+            errors["sum"] = "Invalid parameter sum"
+        if click and (click.offer_id, click.partner_id) != (
+            conversion.offer_id,
+            conversion.partner_id,
+        ):
+            errors["clickid"] = "The click belongs to another offer or partner."
+        if not conversion.action_id and not click:
+            errors["action_id"] = "Give an action_id or a clickid."
+        if errors:
+            raise ValidationError(errors)
+        goal = Goal.objects.filter(
+            offer_id=conversion.offer_id, value__iexact=conversion.goal
+        ).first()
+        if goal:
+            conversion.goal = goal.value
+            rules = list(Payout.objects.filter(goal=goal))
+            rule = select_payout(rules, conversion.partner_id, click.country if click else "")
+            if rule:
+                conversion.revenue, conversion.payout = amounts(rule, conversion.sum)
+        conversion.currency = conversion.offer.currency
+        if conversion.status == S.DECLINED:
+            conversion.reason = MANAGER_DECLINE_REASON
+
+    def after_save_instance(self, instance, row, **kwargs):
+        from partners.delivery import fire
+
+        if kwargs.get("dry_run"):
+            return
+        if instance.status != S.DECLINED:
+            caps.adjust(instance, +1)
+        fire(instance)

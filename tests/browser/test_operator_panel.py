@@ -1,0 +1,193 @@
+"""The operator panel in a real browser (headless Debian Chromium driven by Playwright).
+
+A manager logs in, filters conversions, fixes an offer's secure code, re-queues
+the postback that was rejected for it and sees it accepted by the real worker.
+Screenshots of the conversions list and the dashboard go to docs/screenshots/.
+"""
+
+import random
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from django.contrib.auth.models import User
+from django.core.cache import cache
+from django.utils import timezone
+
+from conversions import dashboard
+from conversions.models import Click, Conversion
+from offers.models import Cap, Goal, Offer, Payout
+from partners.models import Partner
+
+from ..conftest import wait_settled
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "manager-pass-123"
+
+pytestmark = [
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"
+    ),
+    # Small ids in the screenshots.
+    pytest.mark.django_db(transaction=True, reset_sequences=True),
+]
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop running in this thread; the test's
+    # own ORM calls are plain synchronous code all the same.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(
+        viewport={"width": 1680, "height": 1000}, base_url=live_server.url
+    )
+    context.set_default_timeout(20_000)
+    yield context.new_page()
+    context.close()
+
+
+def month_of_conversions(offers: list[Offer], partners: list[Partner]) -> None:
+    """A month of traffic, so the list and the chart look like a working day."""
+    rng = random.Random(7)
+    now = timezone.now()
+    statuses = ["approved"] * 6 + ["pending"] * 2 + ["declined", "hold"]
+    reasons = ["Cap is reached", "Payments not found", "Rejected by a manager"]
+    clicks, rows = [], []
+    for day in range(30):
+        for _ in range(rng.randint(4, 14)):
+            offer, partner = rng.choice(offers), rng.choice(partners)
+            click = Click(offer=offer, partner=partner, sub1=f"sub{rng.randint(1, 99)}")
+            status = rng.choice(statuses)
+            at = now - timedelta(days=day, minutes=rng.randint(0, 23 * 60))
+            clicks.append(click)
+            rows.append(
+                Conversion(
+                    offer=offer,
+                    partner=partner,
+                    click=click,
+                    goal="1",
+                    action_id=f"ord-{len(rows) + 1000}",
+                    status=status,
+                    reason=rng.choice(reasons) if status == "declined" else "",
+                    hold_until=at + timedelta(days=7) if status == "hold" else None,
+                    revenue=Decimal("3.50"),
+                    payout=Decimal("2.00"),
+                    sum=Decimal(rng.randint(5, 120)),
+                    created_at=at,
+                )
+            )
+    Click.objects.bulk_create(clicks)
+    for click, row in zip(clicks, rows, strict=True):
+        row.click = click
+    Conversion.objects.bulk_create(rows)
+
+
+@pytest.fixture
+def shop(worker, advertiser):
+    """Offers, partners and a month of conversions; the main offer asks for a secure code."""
+    offers = []
+    for title in ("Mobile game install", "Casino registration", "Fintech app sale"):
+        offer = Offer.objects.create(
+            advertiser=advertiser,
+            title=title,
+            url="https://land.example.com/?c={clickid}",
+            secure="s3cret",
+        )
+        goal = Goal.objects.create(offer=offer, value="1", title="Install")
+        Payout.objects.create(offer=offer, goal=goal, revenue=Decimal("3.5"), payout=Decimal(2))
+        offers.append(offer)
+    Cap.objects.create(offer=offers[0], limit=10)
+    partners = [
+        Partner.objects.create(name=name) for name in ("Alice Media", "Bob Traffic", "Cleo Ads")
+    ]
+    month_of_conversions(offers, partners)
+    User.objects.create_superuser("manager", password=PASSWORD)
+    return offers, partners
+
+
+def test_manager_filters_conversions_and_requeues_a_fixed_postback(page, live_server, shop):
+    offers, partners = shop
+    click = Click.objects.create(offer=offers[0], partner=partners[0])
+    # The advertiser's tracker still sends the code the offer had before.
+    response = httpx.get(
+        f"{live_server.url}/postback",
+        params={"clickid": click.clickid, "secure": "old-code", "action_id": "late-1"},
+    )
+    postback_id = response.json()["id"]
+    assert wait_settled(postback_id).error == "Access denied"
+
+    page.goto("/admin/login/?next=/admin/")
+    page.fill("#id_username", "manager")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#dashboard-link")
+    # Fold the navigation sidebar away: the list gets the whole width.
+    page.goto("/admin/conversions/conversion/")
+    page.click("#toggle-nav-sidebar")
+
+    page.goto("/admin/conversions/conversion/")
+    page.wait_for_selector("#result_list")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "conversions.png"))
+
+    page.click("#changelist-filter a[href*='status__exact=pending']")
+    page.wait_for_url("**status__exact=pending**")
+    badges = page.locator("#result_list .status-badge").all_inner_texts()
+    assert badges
+    assert {text.lower() for text in badges} == {"pending"}
+
+    # The cause: the offer's secure code. Fix it on the offer page.
+    page.goto(f"/admin/offers/offer/{offers[0].pk}/change/")
+    assert "secure=s3cret" in page.input_value("#postback-url-1")
+    page.fill("#id_secure", "old-code")
+    page.click("input[name=_save]")
+    page.wait_for_selector(".messagelist .success")
+
+    page.goto("/admin/conversions/postback/")
+    page.click("#changelist-filter a[href*='state__exact=rejected']")
+    page.wait_for_url("**state__exact=rejected**")
+    row = page.locator("#result_list tbody tr", has_text=click.clickid)
+    row.locator("input[name=_selected_action]").check()
+    page.select_option("select[name=action]", "requeue")
+    page.click("button[name=index]")
+    page.wait_for_selector(".messagelist .success")
+    assert "Re-queued 1 postback for processing." in page.inner_text(".messagelist")
+
+    assert wait_settled(postback_id).state == "accepted"
+    page.goto(f"/admin/conversions/postback/?q={click.clickid}")
+    assert page.locator("#result_list .status-badge").inner_text() == "accepted"
+    conversion = Conversion.objects.get(click=click)
+    page.goto(f"/admin/conversions/conversion/?q={click.clickid}")
+    assert page.locator("#result_list .status-badge").inner_text().lower() == "approved"
+    assert f"/admin/conversions/conversion/{conversion.pk}/change/" in page.content()
+
+    cache.delete(dashboard.stats_key(timezone.now()))
+    page.goto("/admin/dashboard/")
+    page.wait_for_selector("#conversions-chart svg rect")
+    assert "keeping up" in page.inner_text("#queue-health")
+    page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
