@@ -5,7 +5,6 @@ from urllib.parse import parse_qsl
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, connection
-from django.db.models import Exists, OuterRef, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -30,34 +29,26 @@ def click(request: HttpRequest) -> HttpResponse:
     if not offer_id.isdigit() or len(offer_id) > 18:
         raise Http404("Unknown offer")
     pid = pid if pid.isdigit() and len(pid) <= 18 else "0"
-    # One query: the offer, the partner's status and its access to the offer.
-    offer = (
-        Offer.objects.filter(pk=offer_id)
-        .annotate(
-            partner_status=Subquery(Partner.objects.filter(pk=pid).values("status")[:1]),
-            has_access=Exists(OfferAccess.objects.filter(offer=OuterRef("pk"), partner_id=pid)),
-        )
-        .only("id", "status", "privacy", "url", "trafficback_url")
-        .first()
-    )
-    if offer is None:
+    found = _click_target(int(offer_id), int(pid))
+    if found is None:
         raise Http404("Unknown offer")
+    status, privacy, url, trafficback_url, partner_status, has_access = found
     may_run = (
-        offer.status == Offer.Status.ACTIVE
-        and offer.partner_status == Partner.Status.ACTIVE
-        and (offer.privacy == Offer.Privacy.PUBLIC or offer.has_access)
+        status == Offer.Status.ACTIVE
+        and partner_status == Partner.Status.ACTIVE
+        and (privacy == Offer.Privacy.PUBLIC or has_access)
     )
     subs = {name: request.GET.get(name, "")[:255] for name in SUB_FIELDS}
     if not may_run:
-        if offer.trafficback_url:
+        if trafficback_url:
             # Trafficback takes the same macros; there is no click, so no clickid.
-            values = {"clickid": "", "offer_id": offer.pk, "pid": pid, **subs}
-            return HttpResponseRedirect(fill(offer.trafficback_url, values))
+            values = {"clickid": "", "offer_id": offer_id, "pid": pid, **subs}
+            return HttpResponseRedirect(fill(trafficback_url, values))
         raise Http404("Offer not available")
 
     country = request.META.get(settings.CLICK_COUNTRY_HEADER, "")[:2].upper()
     new = Click.objects.create(
-        offer_id=offer.pk,
+        offer_id=int(offer_id),
         partner_id=int(pid),
         ip=client_ip(request),
         user_agent=request.META.get("HTTP_USER_AGENT", "")[:512],
@@ -65,8 +56,28 @@ def click(request: HttpRequest) -> HttpResponse:
         country=country if country.isalpha() and len(country) == 2 else "",
         **subs,
     )
-    target = fill(offer.url, {"clickid": new.clickid, "offer_id": offer.pk, "pid": pid, **subs})
+    target = fill(url, {"clickid": new.clickid, "offer_id": offer_id, "pid": pid, **subs})
     return HttpResponseRedirect(target)
+
+
+def _click_target(offer_id: int, pid: int) -> tuple | None:
+    """The offer, its partner's status and access, in one statement.
+
+    Written as SQL because clicks are the hottest path: the equivalent ORM
+    query (annotate with Subquery and Exists) cost more to compile than to run.
+    """
+    offer = Offer._meta.db_table
+    partner = Partner._meta.db_table
+    access = OfferAccess._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT o.status, o.privacy, o.url, o.trafficback_url,"  # table names only, never input
+            f" (SELECT p.status FROM {partner} p WHERE p.id = %s),"
+            f" EXISTS (SELECT 1 FROM {access} a WHERE a.offer_id = o.id AND a.partner_id = %s)"
+            f" FROM {offer} o WHERE o.id = %s",
+            [pid, pid, offer_id],
+        )
+        return cursor.fetchone()
 
 
 def _params(request: HttpRequest, body: bytes) -> dict:
