@@ -126,7 +126,7 @@ class ProtectedDeleteMixin:
         try:
             instance.delete()
         except ProtectedError as exc:
-            kinds = sorted({obj._meta.verbose_name_plural for obj in exc.protected_objects})
+            kinds = sorted({str(obj._meta.verbose_name_plural) for obj in exc.protected_objects})
             return Response(
                 {"detail": f"Cannot delete {instance}: {', '.join(kinds)} still refer to it."},
                 status=status.HTTP_409_CONFLICT,

@@ -82,7 +82,7 @@ class PayoutSerializer(ModelValidatingSerializer):
             for name in ("revenue", "payout"):
                 value = current(name)
                 if value is not None and value > PERCENT_MAX:
-                    errors[name] = [f"A percent {name} is at most 100 (got {value})."]
+                    errors[name] = [f"A percent {name} is at most 100 (got {value.normalize():f})."]
         if errors:
             raise serializers.ValidationError(errors)
         return super().validate(attrs)
