@@ -1,11 +1,15 @@
 """Pieces every REST API resource shares: permissions, model validation, safe deletes."""
 
 import copy
+from datetime import UTC
 
+import django_filters
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.db.models import ProtectedError
+from django_filters.fields import IsoDateTimeField, RangeField
+from django_filters.widgets import DateRangeWidget
 from rest_framework import permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -132,3 +136,36 @@ class ProtectedDeleteMixin:
                 status=status.HTTP_409_CONFLICT,
             )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class UTCDateTimeField(IsoDateTimeField):
+    """An ISO 8601 date-time, converted to UTC.
+
+    PostgreSQL accepts UTC offsets up to 15:59 only, while ISO 8601 (and
+    Python) allow up to 23:59: converting here keeps an odd but valid offset
+    from reaching the database as a 500.
+    """
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise DjangoValidationError(
+                "Enter a date and time between years 1 and 9999.", code="invalid"
+            ) from None
+
+
+class UTCDateTimeRangeField(RangeField):
+    widget = DateRangeWidget
+
+    def __init__(self, *args, **kwargs):
+        super().__init__((UTCDateTimeField(), UTCDateTimeField()), *args, **kwargs)
+
+
+class DateTimeRangeFilter(django_filters.IsoDateTimeFromToRangeFilter):
+    """``<name>_after`` / ``<name>_before`` in ISO 8601, any UTC offset."""
+
+    field_class = UTCDateTimeRangeField

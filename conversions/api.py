@@ -12,7 +12,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from affise_proj.api_base import StaffModelPermissions
+from affise_proj.api_base import DateTimeRangeFilter, StaffModelPermissions
 from partners import delivery
 
 from . import dispatch, services
@@ -128,7 +128,7 @@ class PostbackDeliverySerializer(serializers.ModelSerializer):
 
 
 class ClickFilter(django_filters.FilterSet):
-    created_at = django_filters.IsoDateTimeFromToRangeFilter()
+    created_at = DateTimeRangeFilter()
 
     class Meta:
         model = Click
@@ -136,7 +136,7 @@ class ClickFilter(django_filters.FilterSet):
 
 
 class PostbackFilter(django_filters.FilterSet):
-    received_at = django_filters.IsoDateTimeFromToRangeFilter()
+    received_at = DateTimeRangeFilter()
 
     class Meta:
         model = Postback
@@ -146,9 +146,7 @@ class PostbackFilter(django_filters.FilterSet):
 class ConversionFilter(django_filters.FilterSet):
     click = django_filters.CharFilter(field_name="click__clickid", help_text="The click's clickid.")
     goal = django_filters.CharFilter(lookup_expr="iexact", help_text="Goal value.")
-    created_at = django_filters.IsoDateTimeFromToRangeFilter(
-        help_text="created_at_after / created_at_before (ISO 8601)."
-    )
+    created_at = DateTimeRangeFilter(help_text="created_at_after / created_at_before (ISO 8601).")
 
     class Meta:
         model = Conversion

@@ -200,3 +200,18 @@ def test_postback_deliveries_filter_by_conversion(
     assert row["partner_postback"] == partner_postback.pk
     detail = support_api.get(f"/api/v1/postback-deliveries/{row['id']}/").json()
     assert detail["url"] == row["url"]
+
+
+def test_created_at_with_an_offset_postgresql_cannot_store_is_converted(
+    manager_api, make_conversion
+):
+    conversion = make_conversion(created_at=datetime(2026, 3, 5, tzinfo=UTC))
+    assert _ids(manager_api, created_at_after="2026-03-05T20:00:00+23:30") == [conversion.pk]
+
+
+def test_created_at_out_of_range_after_conversion_is_a_400(manager_api, db):
+    response = manager_api.get(
+        "/api/v1/conversions/", {"created_at_before": "0001-01-01T00:00+05:00"}
+    )
+    assert response.status_code == 400
+    assert "created_at" in response.json()

@@ -19,14 +19,14 @@ def test_wrong_token_is_refused(db):
 
 def test_non_staff_user_is_refused_with_a_reason(db):
     client = APIClient()
-    client.force_login(User.objects.create_user("user", password="x"))
+    client.force_login(User.objects.create_user("user", password=None))
     response = client.get("/api/v1/offers/")
     assert response.status_code == 403
     assert "Staff only" in response.json()["detail"]
 
 
 def test_session_login_of_a_manager_works(db):
-    user = User.objects.create_user("session-manager", password="x", is_staff=True)
+    user = User.objects.create_user("session-manager", password=None, is_staff=True)
     user.groups.add(Group.objects.get(name="Affiliate managers"))
     client = APIClient()
     client.force_login(user)
