@@ -28,8 +28,13 @@ def _staff(username: str, group: str | None = None) -> User:
 
 
 @pytest.fixture
-def admin_api(db) -> APIClient:
-    return _client_for(User.objects.create_superuser("root", email=None, password=None))
+def superuser(db) -> User:
+    return User.objects.create_superuser("root", email=None, password=None)
+
+
+@pytest.fixture
+def admin_api(superuser) -> APIClient:
+    return _client_for(superuser)
 
 
 @pytest.fixture
