@@ -19,6 +19,7 @@ from . import dispatch, services
 from .models import Click, Conversion, Postback, PostbackDelivery
 
 CLICKID_RE = "[0-9a-f]{24}"
+REQUEUE_SLICE = 1000
 
 RequeuedSerializer = inline_serializer(
     "Requeued", {"requeued": serializers.IntegerField(help_text="How many were queued again.")}
@@ -205,9 +206,15 @@ class PostbackViewSet(viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=False, methods=["post"], url_path="requeue")
     def requeue_matching(self, request):
-        ids = list(self.filter_queryset(self.get_queryset()).values_list("pk", flat=True))
-        with transaction.atomic():
-            count = dispatch.requeue(ids)
+        matching = self.filter_queryset(self.get_queryset()).filter(
+            state__in=[Postback.State.REJECTED, Postback.State.FAILED]
+        )
+        ids = list(matching.values_list("pk", flat=True))
+        count = 0
+        # In slices: one IN list per statement stays within every database's parameter limit.
+        for start in range(0, len(ids), REQUEUE_SLICE):
+            with transaction.atomic():
+                count += dispatch.requeue(ids[start : start + REQUEUE_SLICE])
         return Response({"requeued": count}, status=status.HTTP_202_ACCEPTED)
 
 

@@ -3,6 +3,8 @@
 from decimal import Decimal
 
 import django_filters
+from django.db.models import Case, DecimalField, OuterRef, Subquery, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers, viewsets
@@ -15,7 +17,7 @@ from affise_proj.api_base import (
 )
 
 from . import validators
-from .models import Advertiser, Cap, Goal, Offer, Payout
+from .models import Advertiser, Cap, CapCounter, Goal, Offer, Payout
 
 PERCENT_MAX = Decimal(100)
 
@@ -111,7 +113,10 @@ class CapSerializer(ModelValidatingSerializer):
     def get_used(self, cap: Cap) -> str:
         from conversions.caps import usage
 
-        return f"{usage(cap, timezone.now()):.4f}"
+        used = getattr(cap, "used_now", None)
+        if used is None:  # a cap just written: not read through the annotated queryset
+            used = usage(cap, timezone.now())
+        return f"{used:.4f}"
 
     def validate(self, attrs: dict) -> dict:
         def current(name: str):
@@ -163,3 +168,28 @@ class CapViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
     serializer_class = CapSerializer
     permission_classes = [StaffModelPermissions]
     filterset_fields = ["offer", "goal", "partner", "period", "kind"]
+
+    def get_queryset(self):
+        """Caps with their current period's usage, in the same query (no query per cap)."""
+        from conversions.caps import period_key
+
+        now = timezone.now()
+        current_key = Case(
+            *(
+                When(period=period, then=Value(period_key(Cap(period=period), now)))
+                for period in Cap.Period.values
+            )
+        )
+        used = CapCounter.objects.filter(cap=OuterRef("pk"), period_key=OuterRef("current_key"))
+        return (
+            super()
+            .get_queryset()
+            .annotate(current_key=current_key)
+            .annotate(
+                used_now=Coalesce(
+                    Subquery(used.values("used")[:1]),
+                    Value(Decimal(0)),
+                    output_field=DecimalField(max_digits=16, decimal_places=4),
+                )
+            )
+        )

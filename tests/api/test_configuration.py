@@ -2,7 +2,9 @@
 
 from decimal import Decimal
 
-from offers.models import Advertiser, Cap, Goal, Offer, Payout
+import time_machine
+
+from offers.models import Advertiser, Cap, CapCounter, Goal, Offer, Payout
 from partners.models import OfferAccess, Partner, PartnerPostback
 
 
@@ -194,3 +196,23 @@ def test_unknown_ids_are_404(manager_api, db):
     assert manager_api.get("/api/v1/offers/999999/").status_code == 404
     assert manager_api.get("/api/v1/payouts/99999999999999999999999/").status_code == 404
     assert Payout.objects.count() == 0
+
+
+def test_caps_show_what_they_used_in_their_current_period(
+    manager_api, offer, django_assert_max_num_queries
+):
+    daily = Cap.objects.create(offer=offer, period="day", limit=10)
+    monthly = Cap.objects.create(offer=offer, period="month", kind="payout", limit=500)
+    ever = Cap.objects.create(offer=offer, period="all", limit=1000)
+    CapCounter.objects.create(cap=daily, period_key="2026-05-19", used=7)
+    CapCounter.objects.create(cap=daily, period_key="2026-05-20", used=3)
+    CapCounter.objects.create(cap=monthly, period_key="2026-05", used=Decimal("42.5"))
+    CapCounter.objects.create(cap=ever, period_key="all", used=99)
+    with time_machine.travel("2026-05-20 12:00Z", tick=False):
+        with django_assert_max_num_queries(6):
+            listed = manager_api.get("/api/v1/caps/", {"offer": offer.pk}).json()
+        used = {row["id"]: row["used"] for row in listed["results"]}
+        assert used == {daily.pk: "3.0000", monthly.pk: "42.5000", ever.pk: "99.0000"}
+        assert manager_api.get(f"/api/v1/caps/{daily.pk}/").json()["used"] == "3.0000"
+        patched = manager_api.patch(f"/api/v1/caps/{daily.pk}/", {"limit": "20"}).json()
+        assert patched["used"] == "3.0000"

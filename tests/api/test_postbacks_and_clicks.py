@@ -83,3 +83,12 @@ def test_click_read_by_clickid_and_filter(support_api, make_click, make_offer):
 def test_clicks_are_read_only(manager_api, click):
     assert manager_api.post("/api/v1/clicks/", {}).status_code == 405
     assert manager_api.delete(f"/api/v1/clicks/{click.clickid}/").status_code == 405
+
+
+def test_bulk_requeue_of_many_postbacks(support_api, db):
+    Postback.objects.bulk_create(
+        Postback(id=f"{i:032x}", method="GET", state="failed", error="x") for i in range(1, 2501)
+    )
+    response = support_api.post("/api/v1/postbacks/requeue/?state=failed")
+    assert (response.status_code, response.json()) == (202, {"requeued": 2500})
+    assert not Postback.objects.exclude(state="received").exists()
