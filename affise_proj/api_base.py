@@ -41,7 +41,6 @@ class StaffModelPermissions(permissions.BasePermission):
     def has_permission(self, request, view) -> bool:
         user = request.user
         if not (user and user.is_authenticated and user.is_staff):
-            self.message = "Staff only: this API is for the network's operators."
             return False
         needed = self.required(request, view)
         missing = [perm for perm in needed if not user.has_perm(perm)]
@@ -59,16 +58,17 @@ class StaffModelPermissions(permissions.BasePermission):
         explicit = getattr(view, "action_permissions", {})
         if action in explicit:
             return list(explicit[action])
-        model = view.get_queryset().model
+        model = view.queryset.model
         verb = METHOD_ACTIONS.get(request.method, "change")
         return [f"{model._meta.app_label}.{verb}_{model._meta.model_name}"]
 
     @staticmethod
     def describe(request, view) -> str:
         action = getattr(view, "action", None) or request.method.lower()
-        model = view.get_queryset().model._meta.verbose_name_plural
+        model = view.queryset.model._meta.verbose_name_plural
         return {
             "list": f"read {model}",
+            "metadata": f"read {model}",
             "retrieve": f"read {model}",
             "create": f"create {model}",
             "update": f"change {model}",

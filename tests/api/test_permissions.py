@@ -127,3 +127,14 @@ def test_superuser_passes_without_groups(admin_api, make_conversion):
         f"/api/v1/conversions/{conversion.pk}/", {"status": "approved"}, format="json"
     )
     assert response.status_code == 200
+
+
+def test_token_made_with_drf_create_token_authenticates(db, capsys):
+    from django.core.management import call_command
+
+    User.objects.create_superuser("ops", email=None, password=None)
+    call_command("drf_create_token", "ops")
+    key = capsys.readouterr().out.split()[2]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    assert client.get("/api/v1/conversions/").status_code == 200
