@@ -7,7 +7,8 @@ as the admin) and re-queueing, which go through the services too.
 
 import django_filters
 from django.db import transaction
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -197,6 +198,14 @@ class PostbackViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         operation_id="v1_postbacks_requeue_matching",
+        parameters=[
+            OpenApiParameter("state", enum=[Postback.State.REJECTED, Postback.State.FAILED]),
+            OpenApiParameter("clickid"),
+            OpenApiParameter("action_id"),
+            OpenApiParameter("offer", int),
+            OpenApiParameter("received_at_after", OpenApiTypes.DATETIME),
+            OpenApiParameter("received_at_before", OpenApiTypes.DATETIME),
+        ],
         request=None,
         responses={202: RequeuedSerializer},
         description=(
