@@ -163,6 +163,14 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Postback processing API",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several models have a "status"/"state": name each choice set after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "OfferStatusEnum": "offers.models.Offer.Status",
+        "PartnerStatusEnum": "partners.models.Partner.Status",
+        "ConversionStatusEnum": "conversions.models.Conversion.Status",
+        "PostbackStateEnum": "conversions.models.Postback.State",
+        "PostbackDeliveryStateEnum": "conversions.models.PostbackDelivery.State",
+    },
 }
 
 # --- Operator panel -----------------------------------------------------

@@ -1,0 +1,288 @@
+"""REST API: clicks, postbacks, conversions and postback deliveries (DESIGN.md "HTTP endpoints").
+
+Reads for support and reporting; the only writes are a conversion's status
+(through :func:`conversions.services.change_status_by_manager`, the same path
+as the admin) and re-queueing, which go through the services too.
+"""
+
+import django_filters
+from django.db import transaction
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from affise_proj.api_base import DateTimeRangeFilter, StaffModelPermissions
+from partners import delivery
+
+from . import dispatch, services
+from .models import Click, Conversion, Postback, PostbackDelivery
+
+CLICKID_RE = "[0-9a-f]{24}"
+REQUEUE_SLICE = 1000
+
+RequeuedSerializer = inline_serializer(
+    "Requeued", {"requeued": serializers.IntegerField(help_text="How many were queued again.")}
+)
+ErrorSerializer = inline_serializer("Error", {"detail": serializers.CharField()})
+
+
+class ClickSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Click
+        fields = [
+            "clickid",
+            "offer",
+            "partner",
+            *(f"sub{i}" for i in range(1, 9)),
+            "ip",
+            "user_agent",
+            "referrer",
+            "country",
+            "created_at",
+        ]
+
+
+class PostbackSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Postback
+        fields = [
+            "id",
+            "received_at",
+            "ip",
+            "method",
+            "params",
+            "clickid",
+            "action_id",
+            "state",
+            "error",
+            "attempts",
+            "offer",
+            "conversion",
+            "processed_at",
+        ]
+
+
+class ConversionSerializer(serializers.ModelSerializer):
+    click = serializers.SlugRelatedField(
+        slug_field="clickid", read_only=True, help_text="The click's clickid."
+    )
+
+    class Meta:
+        model = Conversion
+        fields = [
+            "id",
+            "offer",
+            "partner",
+            "click",
+            "goal",
+            "action_id",
+            "status",
+            "reason",
+            "revenue",
+            "payout",
+            "sum",
+            "currency",
+            "ip",
+            "comment",
+            "custom_fields",
+            "hold_until",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ConversionStatusSerializer(serializers.Serializer):
+    """What a manager may change on a conversion: its status (and reason)."""
+
+    status = serializers.ChoiceField(choices=Conversion.Status.choices, required=False)
+    reason = serializers.CharField(max_length=255, required=False, allow_blank=True)
+
+    def validate(self, attrs: dict) -> dict:
+        if not attrs:
+            raise serializers.ValidationError("Send status, reason or both.")
+        return attrs
+
+
+class PostbackDeliverySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PostbackDelivery
+        fields = [
+            "id",
+            "conversion",
+            "partner_postback",
+            "event",
+            "status",
+            "url",
+            "method",
+            "attempt",
+            "status_code",
+            "response",
+            "error",
+            "duration_ms",
+            "state",
+            "next_retry_at",
+            "created_at",
+            "sent_at",
+        ]
+
+
+class ClickFilter(django_filters.FilterSet):
+    created_at = DateTimeRangeFilter()
+
+    class Meta:
+        model = Click
+        fields = ["offer", "partner", "sub1", "country"]
+
+
+class PostbackFilter(django_filters.FilterSet):
+    received_at = DateTimeRangeFilter()
+
+    class Meta:
+        model = Postback
+        fields = ["state", "clickid", "action_id", "offer", "conversion"]
+
+
+class ConversionFilter(django_filters.FilterSet):
+    click = django_filters.CharFilter(field_name="click__clickid", help_text="The click's clickid.")
+    goal = django_filters.CharFilter(lookup_expr="iexact", help_text="Goal value.")
+    created_at = DateTimeRangeFilter(help_text="created_at_after / created_at_before (ISO 8601).")
+
+    class Meta:
+        model = Conversion
+        fields = ["status", "offer", "partner", "click", "goal", "action_id", "created_at"]
+
+
+class ClickViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Click.objects.order_by("-created_at", "-id")
+    serializer_class = ClickSerializer
+    permission_classes = [StaffModelPermissions]
+    filterset_class = ClickFilter
+    lookup_field = "clickid"
+    lookup_value_regex = CLICKID_RE
+
+
+class PostbackViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Postback.objects.order_by("-received_at", "-id")
+    serializer_class = PostbackSerializer
+    permission_classes = [StaffModelPermissions]
+    filterset_class = PostbackFilter
+    # Postback ids are hex; anything else cannot name one (and keeps odd bytes off the DB).
+    lookup_value_regex = "[0-9a-f]{1,32}"
+    action_permissions = {
+        "requeue": ["conversions.requeue_postback"],
+        "requeue_matching": ["conversions.requeue_postback"],
+    }
+
+    @extend_schema(
+        request=None,
+        responses={202: RequeuedSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+        description="Put a rejected or failed postback back on the queue to be checked again.",
+    )
+    @action(detail=True, methods=["post"])
+    def requeue(self, request, pk=None):
+        postback = self.get_object()
+        with transaction.atomic():
+            count = dispatch.requeue([postback.pk])
+        if not count:
+            return Response(
+                {
+                    "detail": f"Postback {postback.pk} is {postback.state}: "
+                    "only rejected or failed postbacks can be re-queued."
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        return Response({"requeued": count}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        operation_id="v1_postbacks_requeue_matching",
+        parameters=[
+            OpenApiParameter("state", enum=[Postback.State.REJECTED, Postback.State.FAILED]),
+            OpenApiParameter("clickid"),
+            OpenApiParameter("action_id"),
+            OpenApiParameter("offer", int),
+            OpenApiParameter("received_at_after", OpenApiTypes.DATETIME),
+            OpenApiParameter("received_at_before", OpenApiTypes.DATETIME),
+        ],
+        request=None,
+        responses={202: RequeuedSerializer},
+        description=(
+            "Re-queue every rejected or failed postback that matches the filters "
+            "(e.g. ?state=rejected&clickid=...). Others are left as they are."
+        ),
+    )
+    @action(detail=False, methods=["post"], url_path="requeue")
+    def requeue_matching(self, request):
+        matching = self.filter_queryset(self.get_queryset()).filter(
+            state__in=[Postback.State.REJECTED, Postback.State.FAILED]
+        )
+        ids = list(matching.values_list("pk", flat=True))
+        count = 0
+        # In slices: one IN list per statement stays within every database's parameter limit.
+        for start in range(0, len(ids), REQUEUE_SLICE):
+            with transaction.atomic():
+                count += dispatch.requeue(ids[start : start + REQUEUE_SLICE])
+        return Response({"requeued": count}, status=status.HTTP_202_ACCEPTED)
+
+
+class ConversionViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    queryset = Conversion.objects.select_related("click").order_by("-created_at", "-id")
+    serializer_class = ConversionSerializer
+    permission_classes = [StaffModelPermissions]
+    filterset_class = ConversionFilter
+    http_method_names = ["get", "patch", "post", "head", "options"]
+    action_permissions = {
+        "partial_update": ["conversions.change_conversion"],
+        "requeue": ["conversions.resend_postbackdelivery"],
+    }
+
+    @extend_schema(
+        request=ConversionStatusSerializer,
+        responses={200: ConversionSerializer},
+        description=(
+            "Change a conversion's status (and reason) as a manager: the allowed "
+            "transitions are conversions.services.MANAGER_TRANSITIONS; a decline's "
+            'reason is "Rejected by a manager". Partner postbacks fire for the change.'
+        ),
+    )
+    def partial_update(self, request, *args, **kwargs):
+        conversion = self.get_object()
+        change = ConversionStatusSerializer(data=request.data)
+        change.is_valid(raise_exception=True)
+        new_status = change.validated_data.get("status")
+        reason = change.validated_data.get("reason")
+        if new_status is None:
+            # A reason alone is a note, not a status event: nothing fires.
+            conversion.reason = reason
+            conversion.save(update_fields=["reason", "updated_at"])
+        else:
+            try:
+                services.change_status_by_manager(conversion.pk, new_status, reason or "")
+            except services.TransitionError as exc:
+                raise serializers.ValidationError({"status": [str(exc)]}) from None
+        return Response(self.get_serializer(self.get_queryset().get(pk=conversion.pk)).data)
+
+    @extend_schema(
+        request=None,
+        responses={202: RequeuedSerializer, 404: ErrorSerializer},
+        description="Send the conversion's latest partner postbacks again.",
+    )
+    @action(detail=True, methods=["post"])
+    def requeue(self, request, pk=None):
+        conversion = self.get_object()
+        count = delivery.resend_conversion(conversion.pk)
+        return Response({"requeued": count}, status=status.HTTP_202_ACCEPTED)
+
+
+class PostbackDeliveryViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = PostbackDelivery.objects.order_by("-created_at", "-id")
+    serializer_class = PostbackDeliverySerializer
+    permission_classes = [StaffModelPermissions]
+    filterset_fields = ["conversion", "partner_postback", "state"]

@@ -1,0 +1,195 @@
+"""REST API: advertisers, offers, goals, payouts and caps (DESIGN.md "HTTP endpoints")."""
+
+from decimal import Decimal
+
+import django_filters
+from django.db.models import Case, DecimalField, OuterRef, Subquery, Value, When
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers, viewsets
+
+from affise_proj.api_base import (
+    ModelValidatingSerializer,
+    ProtectedDeleteMixin,
+    StaffModelPermissions,
+    same_offer,
+)
+
+from . import validators
+from .models import Advertiser, Cap, CapCounter, Goal, Offer, Payout
+
+PERCENT_MAX = Decimal(100)
+
+
+def ip_list_field() -> serializers.ListField:
+    return serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        validators=[validators.validate_ip_list],
+        help_text="IP addresses or CIDR networks; empty = any.",
+    )
+
+
+class AdvertiserSerializer(ModelValidatingSerializer):
+    allowed_ips = ip_list_field()
+
+    class Meta:
+        model = Advertiser
+        fields = ["id", "name", "secure", "allowed_ips"]
+
+
+class OfferSerializer(ModelValidatingSerializer):
+    allowed_ips = ip_list_field()
+
+    class Meta:
+        model = Offer
+        fields = [
+            "id",
+            "title",
+            "advertiser",
+            "status",
+            "privacy",
+            "url",
+            "trafficback_url",
+            "currency",
+            "secure",
+            "allowed_ips",
+            "click_lifespan",
+            "min_click_lifespan",
+            "hold_period",
+            "default_status",
+            "created_at",
+        ]
+
+
+class GoalSerializer(ModelValidatingSerializer):
+    class Meta:
+        model = Goal
+        fields = ["id", "offer", "value", "title"]
+
+
+class PayoutSerializer(ModelValidatingSerializer):
+    class Meta:
+        model = Payout
+        fields = ["id", "offer", "goal", "partner", "country", "type", "revenue", "payout"]
+
+    def validate(self, attrs: dict) -> dict:
+        def current(name: str):
+            return attrs.get(name, getattr(self.instance, name, None))
+
+        errors = same_offer(current("goal"), current("offer"))
+        # Mirrors the payout_percent_at_most_100 check constraint as field errors.
+        if current("type") == Payout.Type.PERCENT:
+            for name in ("revenue", "payout"):
+                value = current(name)
+                if value is not None and value > PERCENT_MAX:
+                    errors[name] = [f"A percent {name} is at most 100 (got {value.normalize():f})."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return super().validate(attrs)
+
+
+class CapSerializer(ModelValidatingSerializer):
+    used = serializers.SerializerMethodField(
+        help_text="Used in the cap's current period (conversions or payout)."
+    )
+
+    class Meta:
+        model = Cap
+        fields = [
+            "id",
+            "offer",
+            "goal",
+            "partner",
+            "period",
+            "kind",
+            "limit",
+            "overcap_status",
+            "used",
+        ]
+
+    @extend_schema_field(serializers.DecimalField(max_digits=16, decimal_places=4))
+    def get_used(self, cap: Cap) -> str:
+        from conversions.caps import usage
+
+        used = getattr(cap, "used_now", None)
+        if used is None:  # a cap just written: not read through the annotated queryset
+            used = usage(cap, timezone.now())
+        return f"{used:.4f}"
+
+    def validate(self, attrs: dict) -> dict:
+        def current(name: str):
+            return attrs.get(name, getattr(self.instance, name, None))
+
+        if errors := same_offer(current("goal"), current("offer")):
+            raise serializers.ValidationError(errors)
+        return super().validate(attrs)
+
+
+class OfferFilter(django_filters.FilterSet):
+    title = django_filters.CharFilter(lookup_expr="icontains")
+
+    class Meta:
+        model = Offer
+        fields = ["advertiser", "status", "privacy", "title"]
+
+
+class AdvertiserViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
+    queryset = Advertiser.objects.all()
+    serializer_class = AdvertiserSerializer
+    permission_classes = [StaffModelPermissions]
+    filterset_fields = {"name": ["exact", "icontains"]}
+
+
+class OfferViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
+    queryset = Offer.objects.all()
+    serializer_class = OfferSerializer
+    permission_classes = [StaffModelPermissions]
+    filterset_class = OfferFilter
+
+
+class GoalViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
+    queryset = Goal.objects.all()
+    serializer_class = GoalSerializer
+    permission_classes = [StaffModelPermissions]
+    filterset_fields = ["offer", "value"]
+
+
+class PayoutViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
+    queryset = Payout.objects.all()
+    serializer_class = PayoutSerializer
+    permission_classes = [StaffModelPermissions]
+    filterset_fields = ["offer", "goal", "partner", "country", "type"]
+
+
+class CapViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
+    queryset = Cap.objects.all()
+    serializer_class = CapSerializer
+    permission_classes = [StaffModelPermissions]
+    filterset_fields = ["offer", "goal", "partner", "period", "kind"]
+
+    def get_queryset(self):
+        """Caps with their current period's usage, in the same query (no query per cap)."""
+        from conversions.caps import period_key
+
+        now = timezone.now()
+        current_key = Case(
+            *(
+                When(period=period, then=Value(period_key(Cap(period=period), now)))
+                for period in Cap.Period.values
+            )
+        )
+        used = CapCounter.objects.filter(cap=OuterRef("pk"), period_key=OuterRef("current_key"))
+        return (
+            super()
+            .get_queryset()
+            .annotate(current_key=current_key)
+            .annotate(
+                used_now=Coalesce(
+                    Subquery(used.values("used")[:1]),
+                    Value(Decimal(0)),
+                    output_field=DecimalField(max_digits=16, decimal_places=4),
+                )
+            )
+        )
