@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint bench faults faults-short ci clean
+.PHONY: install run test lint screenshots ci clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Refresh the operator panel screenshots in docs/ (headless Chromium).
+screenshots: install
+	SCREENSHOT_DIR=docs/screenshots $(BIN)/pytest tests/browser -q
 
 ci:
 	bash .ci/run

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_results",
     "import_export",
     "offers",
@@ -163,6 +164,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Postback processing API",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc assets served from the sidecar package, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Several models have a "status"/"state": name each choice set after its model.
     "ENUM_NAME_OVERRIDES": {
         "OfferStatusEnum": "offers.models.Offer.Status",
