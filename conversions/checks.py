@@ -9,7 +9,7 @@ query per table for the whole batch, and write nothing: the callback decides.
 
 import hmac
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
@@ -204,6 +204,14 @@ def _goals(clicks: dict[str, Click]) -> dict[tuple[int, str], Goal]:
     return {(g.offer_id, g.key): g for g in goals}
 
 
+def _with_click_and_goal(batch: Batch, clicks: dict, goals: dict) -> Iterator[tuple]:
+    """Each postback with its click and its offer's goal (None where unknown)."""
+    for pb in batch:
+        click = clicks.get(clickid_of(pb))
+        goal = goals.get((click.offer_id, goal_of(pb).lower())) if click else None
+        yield pb, click, goal
+
+
 def select_payout(rules: list[Payout], partner_id: int, country: str) -> Payout | None:
     """Personal beats general; country-specific beats any country."""
     ranked = sorted(
@@ -229,12 +237,10 @@ def check_payout(batch: Batch) -> Verdicts:
     for rule in Payout.objects.filter(goal__in=[g.pk for g in goals.values()]):
         rules.setdefault(rule.goal_id, []).append(rule)
     verdicts = {}
-    for pb in batch:
-        click = clicks.get(clickid_of(pb))
+    for pb, click, goal in _with_click_and_goal(batch, clicks, goals):
         if click is None:
             verdicts[pb["id"]] = {}
             continue
-        goal = goals.get((click.offer_id, goal_of(pb).lower()))
         rule = goal and select_payout(rules.get(goal.pk, []), click.partner_id, click.country)
         if rule is None:
             verdicts[pb["id"]] = {
@@ -284,9 +290,8 @@ def check_duplicate(batch: Batch) -> Verdicts:
     clicks = _clicks(batch)
     goals = _goals(clicks)
     keys = {}
-    for pb in batch:
-        if click := clicks.get(clickid_of(pb)):
-            goal = goals.get((click.offer_id, goal_of(pb).lower()))
+    for pb, click, goal in _with_click_and_goal(batch, clicks, goals):
+        if click:
             keys[pb["id"]] = conversion_key(
                 click.offer_id,
                 goal.value if goal else goal_of(pb).lower(),
@@ -324,12 +329,10 @@ def check_cap(batch: Batch) -> Verdicts:
         for c in CapCounter.objects.filter(cap__offer_id__in=list(offer_caps))
     }
     verdicts = {}
-    for pb in batch:
-        click = clicks.get(clickid_of(pb))
+    for pb, click, goal in _with_click_and_goal(batch, clicks, goals):
         if click is None:
             verdicts[pb["id"]] = {}
             continue
-        goal = goals.get((click.offer_id, goal_of(pb).lower()))
         when = datetime.fromisoformat(pb["received_at"])
         full = [
             cap
