@@ -128,7 +128,9 @@ def markdown(results: dict, names: dict[str, str]) -> str:
         f"{cfg['runs']} runs with the spread (min-max) in brackets; each ratio is taken "
         "within one round, then the median of the rounds.",
         "",
-        "Rerun: `make bench` (writes this file, `docs/benchmarks.json` and the charts).",
+        "Rerun: `make bench` (writes this file, `docs/benchmarks.json` and the charts). "
+        "The fault test (`make faults`, short form `make faults-short` in CI) writes "
+        "[faults.md](faults.md).",
         "",
         "## Summary",
         "",
