@@ -28,7 +28,8 @@ test: install
 
 # Benchmarks and fault tests start their own PostgreSQL (port 5440), Redis (6390)
 # and app processes on loopback, and stop them at the end; they need the
-# PostgreSQL 15 binaries, redis-server and wrk (installed here when missing).
+# PostgreSQL 15 binaries and redis-server; make bench also wrk (installed here
+# when missing).
 $(VENV)/.bench: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	touch $@
@@ -39,10 +40,10 @@ bench-deps: $(VENV)/.bench
 bench: bench-deps
 	$(BIN)/python -m bench.run
 
-faults: bench-deps
+faults: $(VENV)/.bench
 	$(BIN)/python -m bench.faults --write docs/faults.md
 
-faults-short: bench-deps
+faults-short: $(VENV)/.bench
 	$(BIN)/python -m bench.faults --short
 
 lint: install
