@@ -253,8 +253,17 @@ def _write_doc(
         "",
         *[f"- {t:.1f} s: {what}" for t, what in events],
         "",
+        "App settings for the run: "
+        + ", ".join(f"`{k}={v}`" for k, v in APP_ENV.items())
+        + " (a killed worker's batch is taken as abandoned after 20 s instead of 120 s, so "
+        "the drain fits in the run); everything else as configured by default.",
+        "",
         f"Result: {'**FAILED**: ' + '; '.join(problems) if problems else 'passed'}; "
-        f"drained {drain:.0f} s after the stream ended.",
+        f"drained {drain:.0f} s after the stream ended. *lost* = answered status 1 but not "
+        "in the database in a final state; *doubled* = extra conversions per action_id plus "
+        "extra postback rows; *spooled* = answers given from the local spool while "
+        "PostgreSQL was down; *dispatched_again* = postbacks dispatched more than once "
+        "(killed worker, lost chord callback).",
         "",
         "| count | value |",
         "| --- | --- |",
