@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint screenshots ci clean
+.PHONY: install run test lint screenshots bench bench-deps faults faults-short ci clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,26 @@ run: install
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Benchmarks and fault tests start their own PostgreSQL (port 5440), Redis (6390)
+# and app processes on loopback, and stop them at the end; they need the
+# PostgreSQL 15 binaries and redis-server; make bench also wrk (installed here
+# when missing).
+$(VENV)/.bench: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $@
+
+bench-deps: $(VENV)/.bench
+	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
+
+bench: bench-deps
+	$(BIN)/python -m bench.run
+
+faults: $(VENV)/.bench
+	$(BIN)/python -m bench.faults --write docs/faults.md
+
+faults-short: $(VENV)/.bench
+	$(BIN)/python -m bench.faults --short
 
 lint: install
 	$(BIN)/ruff check .

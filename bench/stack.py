@@ -1,0 +1,404 @@
+"""Private PostgreSQL, Redis and app processes on loopback for benchmarks and fault tests.
+
+Nothing here touches the shared servers: PostgreSQL is a throwaway cluster on
+its own port in a temporary directory, Redis runs with the append-only
+persistence docker-compose.yml uses, and every process is stopped at exit.
+"""
+
+import atexit
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+PG_PORT = int(os.environ.get("BENCH_PG_PORT", "5440"))
+REDIS_PORT = int(os.environ.get("BENCH_REDIS_PORT", "6390"))
+WEB_PORT = int(os.environ.get("BENCH_WEB_PORT", "8790"))
+CELERY_LOGLEVEL = os.environ.get("BENCH_CELERY_LOGLEVEL", "WARNING")
+
+
+def _as_postgres(args: list[str]) -> list[str]:
+    # initdb refuses to run as root: run the cluster as the postgres OS user.
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *args]
+    return args
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Stack:
+    """The whole system on this machine; ``close()`` (also at exit) stops what it started."""
+
+    def __init__(self, name: str = "bench") -> None:
+        for port in (PG_PORT, REDIS_PORT, WEB_PORT):
+            if not _port_free(port):
+                raise RuntimeError(f"port {port} is taken: is another bench or fault run going?")
+        self.dir = Path(tempfile.mkdtemp(prefix=f"affise-{name}-"))
+        self.dir.chmod(0o755)
+        self.pgdata = self.dir / "pg"
+        self.var = self.dir / "var"
+        self.var.mkdir()
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._pg_started = self._redis_started = False
+        atexit.register(self.close)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, frame):
+        self.close()
+        sys.exit(128 + signum)
+
+    # --- PostgreSQL ---------------------------------------------------------
+    def start_postgres(self) -> None:
+        if not self.pgdata.exists():
+            self.pgdata.mkdir()
+            if os.geteuid() == 0:
+                shutil.chown(self.pgdata, "postgres", "postgres")
+            subprocess.run(
+                _as_postgres(
+                    [
+                        str(PG_BIN / "initdb"),
+                        "-D",
+                        str(self.pgdata),
+                        "-A",
+                        "trust",
+                        "-U",
+                        "postgres",
+                        "--no-sync",
+                        "-E",
+                        "UTF8",
+                    ]
+                ),
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+        self._pg_started = True
+        subprocess.run(
+            _as_postgres(
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    "-D",
+                    str(self.pgdata),
+                    "-l",
+                    str(self.pgdata / "server.log"),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    f"-p {PG_PORT} -c listen_addresses=127.0.0.1 -k {self.pgdata} -c max_connections=200",
+                    "start",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def stop_postgres(self, mode: str = "fast") -> None:
+        subprocess.run(
+            _as_postgres(
+                [str(PG_BIN / "pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "stop"]
+            ),
+            check=False,
+            stdout=subprocess.DEVNULL,
+        )
+
+    @property
+    def database_url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{PG_PORT}/affise"
+
+    def create_database(self) -> None:
+        subprocess.run(
+            [
+                str(PG_BIN / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(PG_PORT),
+                "-U",
+                "postgres",
+                "affise",
+            ],
+            check=True,
+        )
+
+    def psql(self, sql: str) -> str:
+        out = subprocess.run(
+            [
+                str(PG_BIN / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(PG_PORT),
+                "-U",
+                "postgres",
+                "-d",
+                "affise",
+                "-tAc",
+                sql,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return out.stdout.strip()
+
+    # --- Redis --------------------------------------------------------------
+    def start_redis(self) -> None:
+        redis_dir = self.dir / "redis"
+        redis_dir.mkdir(exist_ok=True)
+        self._redis_started = True
+        subprocess.run(
+            [
+                "redis-server",
+                "--port",
+                str(REDIS_PORT),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(redis_dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(redis_dir / "redis.pid"),
+                "--logfile",
+                str(redis_dir / "redis.log"),
+            ],
+            check=True,
+        )
+        wait_until(self.redis_up, 20, "redis")
+
+    def redis_up(self) -> bool:
+        result = subprocess.run(
+            ["redis-cli", "-p", str(REDIS_PORT), "ping"], capture_output=True, text=True
+        )
+        return result.stdout.strip() == "PONG"
+
+    def stop_redis(self) -> None:
+        # SHUTDOWN is what a container restart does (SIGTERM): the AOF is flushed.
+        subprocess.run(
+            ["redis-cli", "-p", str(REDIS_PORT), "shutdown"], capture_output=True, check=False
+        )
+        wait_until(lambda: not self.redis_up(), 20, "redis to stop")
+
+    def redis_url(self, db: int) -> str:
+        return f"redis://127.0.0.1:{REDIS_PORT}/{db}"
+
+    # --- the app ------------------------------------------------------------
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DATABASE_", "CELERY_", "CACHE_", "POSTBACK_"))
+        }
+        env.update(
+            DATABASE_URL=self.database_url,
+            CELERY_BROKER_URL=self.redis_url(0),
+            CACHE_URL=self.redis_url(1),
+            DJANGO_SETTINGS_MODULE="bench.settings",
+            DEBUG="0",
+            SECRET_KEY="bench-only-secret-key-not-for-production-use-0123456789abcdef",
+            ALLOWED_HOSTS="127.0.0.1,localhost",
+            VAR_DIR=str(self.var),
+            CONN_MAX_AGE="60",
+            LOG_LEVEL="WARNING",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra)
+        return env
+
+    def manage(self, *args: str, **env: str) -> None:
+        subprocess.run(
+            [str(VENV_BIN / "python"), "manage.py", *args],
+            cwd=ROOT,
+            env=self.env(**env),
+            check=True,
+        )
+
+    def spawn(self, name: str, args: list[str], **env: str) -> subprocess.Popen:
+        log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the process
+        proc = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=self.env(**env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def start_web(self, workers: int = 4, **env: str) -> None:
+        self.spawn(
+            "web",
+            [
+                str(VENV_BIN / "gunicorn"),
+                "affise_proj.wsgi",
+                "--bind",
+                f"127.0.0.1:{WEB_PORT}",
+                "--workers",
+                str(workers),
+                "--limit-request-line",
+                "16384",
+                "--backlog",
+                "2048",
+            ],
+            **env,
+        )
+        wait_until(self.web_up, 30, "gunicorn")
+
+    def web_up(self) -> bool:
+        try:
+            return httpx.get(f"{self.base_url}/noop", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{WEB_PORT}"
+
+    def start_worker(self, name: str = "worker", concurrency: int = 2, **env: str) -> None:
+        self.spawn(
+            name,
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "affise_proj",
+                "worker",
+                "--loglevel",
+                CELERY_LOGLEVEL,
+                "--concurrency",
+                str(concurrency),
+                "--hostname",
+                f"{name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            **env,
+        )
+
+    def start_beat(self, **env: str) -> None:
+        self.spawn(
+            "beat",
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "affise_proj",
+                "beat",
+                "--loglevel",
+                "WARNING",
+                "--schedule",
+                str(self.var / "celerybeat-schedule"),
+            ],
+            **env,
+        )
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        # SIGKILL takes the whole group (a crash: master and pool children); a
+        # graceful stop signals the master, which stops its children itself.
+        try:
+            if sig == signal.SIGKILL:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except ProcessLookupError:
+            pass
+
+    def stop_app(self) -> None:
+        for name in list(self.procs):
+            self.stop(name)
+
+    def close(self) -> None:
+        self.stop_app()
+        if self._redis_started:
+            subprocess.run(
+                ["redis-cli", "-p", str(REDIS_PORT), "shutdown", "nosave"],
+                capture_output=True,
+                check=False,
+            )
+            self._redis_started = False
+        if self._pg_started:
+            self.stop_postgres("immediate")
+            self._pg_started = False
+        if self.dir.exists() and not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def up(self) -> None:
+        """PostgreSQL and Redis, an empty migrated database."""
+        self.start_postgres()
+        self.create_database()
+        self.start_redis()
+        self.manage("migrate", "--noinput", "-v0")
+
+    def flush_redis(self) -> None:
+        """Empty the private broker and cache between cases (never the shared server)."""
+        for db in (0, 1):
+            subprocess.run(
+                ["redis-cli", "-p", str(REDIS_PORT), "-n", str(db), "flushdb"],
+                capture_output=True,
+                check=True,
+            )
+
+    def start_pipeline(self, *, concurrency: int = 4, **env: str) -> None:
+        """A worker and beat with the same settings (restarted when settings change)."""
+        self.stop("worker")
+        self.stop("beat")
+        self.start_worker(concurrency=concurrency, **env)
+        self.start_beat(**env)
+        wait_until(lambda: self.worker_ready("worker"), 60, "the celery worker")
+
+    def worker_ready(self, name: str) -> bool:
+        # The worker logs "ready" at WARNING level only through the banner; ask it instead.
+        out = subprocess.run(
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "affise_proj",
+                "inspect",
+                "ping",
+                "-d",
+                f"{name}@{os.uname().nodename}",
+                "--timeout",
+                "1",
+            ],
+            cwd=ROOT,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+        )
+        return "pong" in out.stdout
