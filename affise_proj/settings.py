@@ -210,9 +210,17 @@ else:
         # redelivered when its worker really is gone.
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
     }
-CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="django-db")
+# Results: the embedded default keeps them in the database (django-celery-results).
+# With a Redis broker, chords are counted in Redis and the database keeps the
+# record operators read (failures, callbacks, the sweeper): see results.py.
+_redis_results = "affise_proj.results:RedisRecordingBackend+" + CELERY_BROKER_URL
+CELERY_RESULT_BACKEND = env.str(
+    "CELERY_RESULT_BACKEND",
+    default=_redis_results if CELERY_BROKER_URL.startswith("redis") else "django-db",
+)
 CELERY_RESULT_EXTENDED = True
-CELERY_RESULT_EXPIRES = 24 * 3600
+# Results in Redis only need to outlive their chord; the database record is kept a day.
+CELERY_RESULT_EXPIRES = env.int("CELERY_RESULT_EXPIRES", default=24 * 3600)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
