@@ -162,6 +162,7 @@ def run(plan: Plan, write_doc: Path | None) -> int:
     from bench.stack import wait_until
 
     wait_until(lambda: stack.worker_ready("worker2"), 60, "the workers")
+    stack.supervise()
 
     log(f"streaming {count} postbacks at {plan.rate:.0f}/s for {plan.seconds:.0f} s")
     started = time.monotonic()
@@ -208,6 +209,9 @@ def run(plan: Plan, write_doc: Path | None) -> int:
         # was down, and postbacks dispatched more than once (killed worker, lost chord).
         "spooled": (stack.dir / "web.log").read_text(errors="replace").count("spooling postback"),
         "dispatched_again": rows.filter(attempts__gt=1).count(),
+        # Processes that exited by themselves and were started again (compose's restart
+        # policy); a Celery worker can exit on a broker restart (kombu AttributeError).
+        "restarted_by_supervisor": sum(stack.restarts.values()),
         "capped_counted": capped_live,
         "cap_limit": CAP_LIMIT,
         "cap_used": float(cap_used),
@@ -263,7 +267,9 @@ def _write_doc(
         "in the database in a final state; *doubled* = extra conversions per action_id plus "
         "extra postback rows; *spooled* = answers given from the local spool while "
         "PostgreSQL was down; *dispatched_again* = postbacks dispatched more than once "
-        "(killed worker, lost chord callback).",
+        "(killed worker, lost chord callback); *restarted_by_supervisor* = workers or beat "
+        "that exited by themselves and were started again, as compose's `restart: "
+        "unless-stopped` does (a Celery worker can exit when the broker restarts).",
         "",
         "| count | value |",
         "| --- | --- |",

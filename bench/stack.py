@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -62,6 +63,13 @@ class Stack:
         self.var = self.dir / "var"
         self.var.mkdir()
         self.procs: dict[str, subprocess.Popen] = {}
+        # Like docker-compose's ``restart: unless-stopped``: a worker or beat that
+        # exits on its own is started again (see supervise()).
+        self._specs: dict[str, tuple[list[str], dict[str, str]]] = {}
+        self.restarts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._supervisor: threading.Thread | None = None
+        self._closing = threading.Event()
         self._pg_started = self._redis_started = False
         atexit.register(self.close)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -244,6 +252,11 @@ class Stack:
         )
 
     def spawn(self, name: str, args: list[str], **env: str) -> subprocess.Popen:
+        with self._lock:
+            self._specs[name] = (args, env)
+            return self._spawn(name, args, env)
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
         log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the process
         proc = subprocess.Popen(
             args,
@@ -321,8 +334,28 @@ class Stack:
             **env,
         )
 
+    def supervise(self) -> None:
+        """Restart workers and beat that exit by themselves, as the compose file does."""
+
+        def loop():
+            while not self._closing.wait(0.5):
+                with self._lock:
+                    for name, proc in list(self.procs.items()):
+                        if name in ("web",) or proc.poll() is None:
+                            continue
+                        self.restarts[name] = self.restarts.get(name, 0) + 1
+                        print(
+                            f"[stack] {name} exited ({proc.returncode}); starting it again",
+                            flush=True,
+                        )
+                        self._spawn(name, *self._specs[name])
+
+        self._supervisor = threading.Thread(target=loop, daemon=True)
+        self._supervisor.start()
+
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
-        proc = self.procs.pop(name, None)
+        with self._lock:
+            proc = self.procs.pop(name, None)
         if proc is None or proc.poll() is not None:
             return
         # SIGKILL takes the whole group (a crash: master and pool children); a
@@ -344,6 +377,7 @@ class Stack:
             self.stop(name)
 
     def close(self) -> None:
+        self._closing.set()
         self.stop_app()
         if self._redis_started:
             subprocess.run(
