@@ -6,6 +6,7 @@ it publishes the chord. Anything that did not finish is found again by
 :func:`sweep`, so a lost message or a dead worker only delays a postback.
 """
 
+import contextlib
 import logging
 import os
 import time
@@ -114,10 +115,17 @@ def dispatch(*, stale: bool = False, older_than: float = 0, max_batches: int = 5
     for _ in range(max_batches):
         ids = claim(size, stale=stale, older_than=older_than)
         if not ids or not publish(ids):
-            break
+            return sent
         sent += len(ids)
         if len(ids) < size:
-            break
+            return sent
+    if not stale:
+        # More waits than one run takes: hand the rest to another dispatch task
+        # rather than to the sweeper's next round.
+        from .tasks import dispatch_received
+
+        with contextlib.suppress(Exception):
+            dispatch_received.apply_async(retry=False)
     return sent
 
 

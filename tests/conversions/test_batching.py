@@ -71,3 +71,14 @@ def test_claims_by_concurrent_dispatchers_do_not_overlap(make_click, transaction
     taken = [pid for claim in claims for pid in claim]
     assert len(taken) == len(set(taken)) == 60
     assert set(taken) == ids
+
+
+def test_a_dispatcher_that_used_all_its_batches_hands_the_rest_on(worker, make_click, settings):
+    settings.POSTBACK_BATCH_SIZE = 5
+    ids = [received(clickid=make_click().clickid) for _ in range(12)]
+    assert dispatch.dispatch(max_batches=1) == 5
+    # No sweeper runs here: the remaining 7 go out through the dispatch it queued.
+    wait_for(
+        lambda: Postback.objects.filter(pk__in=ids, state="accepted").count() == 12,
+        what="all 12 accepted",
+    )
