@@ -340,7 +340,7 @@ def main() -> int:
             "burst_seconds": BURST_SECONDS,
             "client_timeout": CLIENT_TIMEOUT,
             "cpus": os.cpu_count(),
-            "result_backend": "django-db (default)",
+            "result_backend": "Redis, with callbacks and failures recorded in the database (the default with a Redis broker)",
             "load_before": os.getloadavg(),
         }
     }
