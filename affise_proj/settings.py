@@ -235,6 +235,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # publish quickly and leave the row to the sweeper.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
+# Celery's Django fixup closes every database connection before and after
+# each task unless this is set: a new PostgreSQL backend per task (measured:
+# ~18 ms of each ~20 ms check task). With it set, connections are recycled by
+# Django's own rules around each task (affise_proj/celery.py): CONN_MAX_AGE,
+# health checks, and closing a connection that has seen an error.
+CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sweep-postbacks": {
