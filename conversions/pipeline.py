@@ -1,4 +1,4 @@
-"""The chord's callback: settle a batch of checked postbacks, one transaction each."""
+"""The chord's callback: settle a batch of checked postbacks in one transaction."""
 
 import contextvars
 import logging
@@ -15,6 +15,7 @@ from offers.models import Cap, CapCounter, Goal
 from . import caps
 from .checks import CHECKS, DECLINE_ORDER, REJECT_ORDER, conversion_key, conversions_by_key
 from .models import Conversion, Postback
+from .netutil import valid_ip
 from .services import hold_or_approved, set_status
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,11 @@ def _lock_rows(ids: list[str]) -> dict[str, Postback]:
     }
 
 
+def _verdicts(by_check: dict, postback_id: str) -> dict[str, dict]:
+    """One postback's verdict from each check ({} where a check had nothing to say)."""
+    return {name: (by_check[name] or {}).get(postback_id, {}) for name in CHECKS}
+
+
 def _settle_all(batch, by_check, rows, *, bulk: bool) -> dict[str, str]:
     context = _BatchContext(batch, by_check, rows, bulk=bulk)
     outcome = {}
@@ -109,7 +115,7 @@ def _settle_all(batch, by_check, rows, *, bulk: bool) -> dict[str, str]:
         if row is None:
             outcome[pb["id"]] = "skipped"
             continue
-        verdicts = {name: (by_check[name] or {}).get(pb["id"], {}) for name in CHECKS}
+        verdicts = _verdicts(by_check, pb["id"])
         if bulk:
             outcome[pb["id"]] = settle_one(row, pb, verdicts, context)
         else:
@@ -159,8 +165,7 @@ class _BatchContext:
         keys = {
             key
             for pb in batch
-            if pb["id"] in clicks
-            and (key := _key({name: (by_check[name] or {}).get(pb["id"], {}) for name in CHECKS}))
+            if pb["id"] in clicks and (key := _key(_verdicts(by_check, pb["id"])))
         }
         # None = known not to exist (as of this transaction's reads).
         self.known: dict[tuple, Conversion | None] = dict.fromkeys(keys)
@@ -168,7 +173,7 @@ class _BatchContext:
 
     def existing(self, key: tuple) -> Conversion | None:
         if key not in self.known:
-            self.known[key] = Conversion.objects.select_for_update().filter(_lookup(key)).first()
+            self.known[key] = conversions_by_key({key}, lock=True).get(key)
         found = self.known[key]
         if found is not None and found.pk is None:
             self.flush()  # an update of a conversion this batch created: insert it first
@@ -251,13 +256,6 @@ def _key(verdicts: dict[str, dict]) -> tuple | None:
     return conversion_key(click["offer_id"], goal, params["action_id"], click["id"])
 
 
-def _lookup(key: tuple) -> Q:
-    offer_id, goal, action_id, click_pk = key
-    if action_id:
-        return Q(offer_id=offer_id, goal=goal, action_id=action_id)
-    return Q(offer_id=offer_id, goal=goal, action_id="", click_id=click_pk)
-
-
 def _convert(
     row: Postback, pb: dict, verdicts: dict[str, dict], offer_id: int, context: _BatchContext
 ) -> str:
@@ -286,7 +284,7 @@ def _convert(
         payout=Decimal(payout.get("payout", 0)),
         sum=Decimal(params["sum"]),
         currency=params["currency"] or offer["currency"],
-        ip=_ip_or_none(params["ip"]),
+        ip=valid_ip(params["ip"]),
         comment=params["comment"],
         custom_fields=params["custom_fields"],
         created_at=timezone.now(),
@@ -345,12 +343,6 @@ def _update_existing(row, existing, params, payout, offer, offer_id) -> str:
     if status != existing.status:
         set_status(existing, status, reason, hold_until)
     return _finish(row, Postback.State.ACCEPTED, conversion=existing, offer_id=offer_id)
-
-
-def _ip_or_none(value: str) -> str | None:
-    from .netutil import valid_ip
-
-    return valid_ip(value)
 
 
 def record_failure(ids: list[str], error: str) -> None:

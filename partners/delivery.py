@@ -183,6 +183,23 @@ def _next_attempt(old: "PostbackDelivery") -> int:
     )
 
 
+def _follow_up(
+    old: "PostbackDelivery", attempt: int, now: datetime, next_retry_at: datetime
+) -> "PostbackDelivery":
+    """A new attempt of ``old``'s event: the same call, sent again."""
+    return type(old).objects.create(
+        conversion_id=old.conversion_id,
+        partner_postback_id=old.partner_postback_id,
+        event=old.event,
+        status=old.status,
+        url=old.url,
+        method=old.method,
+        attempt=attempt,
+        created_at=now,
+        next_retry_at=next_retry_at,
+    )
+
+
 def resend(delivery_ids: Iterable[int]) -> int:
     """Send deliveries again (support's "resend"): a new attempt row for each.
 
@@ -194,17 +211,7 @@ def resend(delivery_ids: Iterable[int]) -> int:
     now = timezone.now()
     with transaction.atomic():
         for old in PostbackDelivery.objects.select_for_update().filter(pk__in=list(delivery_ids)):
-            new = PostbackDelivery.objects.create(
-                conversion_id=old.conversion_id,
-                partner_postback_id=old.partner_postback_id,
-                event=old.event,
-                status=old.status,
-                url=old.url,
-                method=old.method,
-                attempt=_next_attempt(old),
-                created_at=now,
-                next_retry_at=now + PUBLISH_LEASE,
-            )
+            new = _follow_up(old, _next_attempt(old), now, now + PUBLISH_LEASE)
             queued.append(new.pk)
         _publish_after_commit(queued)
     return len(queued)
@@ -250,17 +257,7 @@ def _schedule_retry(row: "PostbackDelivery", now: datetime) -> None:
         return
     try:
         with transaction.atomic():
-            retry = model.objects.create(
-                conversion_id=row.conversion_id,
-                partner_postback_id=row.partner_postback_id,
-                event=row.event,
-                status=row.status,
-                url=row.url,
-                method=row.method,
-                attempt=row.attempt + 1,
-                created_at=now,
-                next_retry_at=now + timedelta(seconds=delay),
-            )
+            retry = _follow_up(row, row.attempt + 1, now, now + timedelta(seconds=delay))
     except IntegrityError:
         # A concurrent resend took that attempt number: that row carries the event on.
         return
