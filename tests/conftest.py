@@ -60,7 +60,15 @@ def celery_session_worker(django_db_setup, django_db_blocker):
 
     from affise_proj.celery import app
 
+    from django.core.cache import cache
+
+    from conversions.dispatch import NUDGE_KEY
+
     app.control.purge()
+    # The purge may have dropped the dispatch that a pending nudge stands for:
+    # clear the nudge too, or postbacks sent in the next two seconds would wait
+    # for the sweeper, which tests do not run.
+    cache.delete(NUDGE_KEY)
     with (
         django_db_blocker.unblock(),
         start_worker(
