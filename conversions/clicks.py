@@ -1,0 +1,111 @@
+"""Recording a click: find the offer and the partner, store the click if it may run.
+
+Clicks are the hottest path of a network, so on PostgreSQL the lookup and the
+insert are one statement (one round trip, one implicit commit). Elsewhere they
+are two, through the ORM. Either way the rule of whether an offer runs for a
+partner is the same: active offer, active partner, public or granted access.
+"""
+
+import functools
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from offers.models import Offer
+from partners.models import OfferAccess, Partner
+
+from . import hotpath
+from .models import SUB_FIELDS, Click, new_clickid
+
+_COLUMNS = ("clickid", "offer_id", "partner_id", *SUB_FIELDS)
+_COLUMNS += ("ip", "user_agent", "referrer", "country", "created_at")
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    trafficback_url: str
+    may_run: bool
+
+
+@functools.cache
+def _target_sql() -> str:
+    # Table names come from the models, never from input.
+    return (
+        "SELECT o.status = %(active)s"
+        " AND p.id IS NOT NULL AND p.status = %(partner_active)s"
+        " AND (o.privacy = %(public)s OR EXISTS ("
+        f"  SELECT 1 FROM {OfferAccess._meta.db_table} a"
+        "   WHERE a.offer_id = o.id AND a.partner_id = %(pid)s)) AS may_run,"
+        " o.url, o.trafficback_url"
+        f" FROM {Offer._meta.db_table} o"
+        f" LEFT JOIN {Partner._meta.db_table} p ON p.id = %(pid)s"
+        " WHERE o.id = %(offer_id)s"
+    )
+
+
+@functools.cache
+def _record_sql() -> str:
+    values = ", ".join(f"%({name})s::inet" if name == "ip" else f"%({name})s" for name in _COLUMNS)
+    return (
+        f"WITH target AS ({_target_sql()}),"
+        f" recorded AS (INSERT INTO {Click._meta.db_table} ({', '.join(_COLUMNS)})"
+        f"  SELECT {values} FROM target WHERE target.may_run RETURNING 1)"
+        " SELECT target.may_run, target.url, target.trafficback_url,"
+        " EXISTS (SELECT 1 FROM recorded),"
+        " set_config('synchronous_commit', %(synchronous_commit)s, true)"
+        " FROM target"
+    )
+
+
+_STATUS_PARAMS = {
+    "active": Offer.Status.ACTIVE.value,
+    "partner_active": Partner.Status.ACTIVE.value,
+    "public": Offer.Privacy.PUBLIC.value,
+}
+
+
+def record(offer_id: int, pid: int, **fields) -> tuple[Target | None, str | None]:
+    """Store a click for ``offer_id`` and ``pid`` if the offer may run for that partner.
+
+    ``fields`` are the click's subs, ip, user_agent, referrer and country.
+    Returns the offer's target (None for an unknown offer) and the new
+    clickid (None when no click was stored).
+    """
+    params = {**_STATUS_PARAMS, "offer_id": offer_id, "pid": pid}
+    if connection.vendor != "postgresql":
+        return _record_in_two_steps(params, fields)
+    from psycopg.types.numeric import Int8
+
+    clickid = new_clickid()
+    row = hotpath.fetch_one(
+        _record_sql(),
+        {
+            **params,
+            "offer_id": Int8(offer_id),
+            "pid": Int8(pid),
+            "clickid": clickid,
+            "partner_id": Int8(pid),
+            "created_at": timezone.now(),
+            "synchronous_commit": "on" if settings.CLICK_SYNCHRONOUS_COMMIT else "off",
+            **fields,
+        },
+        prepare=True,
+    )
+    if row is None:
+        return None, None
+    may_run, url, trafficback_url, recorded, _ = row
+    return Target(url, trafficback_url, bool(may_run)), clickid if recorded else None
+
+
+def _record_in_two_steps(params: dict, fields: dict) -> tuple[Target | None, str | None]:
+    row = hotpath.fetch_one(_target_sql(), params)
+    if row is None:
+        return None, None
+    target = Target(row[1], row[2], bool(row[0]))
+    if not target.may_run:
+        return target, None
+    click = Click.objects.create(offer_id=params["offer_id"], partner_id=params["pid"], **fields)
+    return target, click.clickid

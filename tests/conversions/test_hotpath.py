@@ -1,0 +1,130 @@
+"""The click and accept paths' database access: one prepared statement, kept connections.
+
+PostgreSQL only (CI): the embedded SQLite default has no connection to lose
+and goes through the ORM.
+"""
+
+import time
+
+import psycopg
+import pytest
+from django.db import connection
+
+from conversions import dispatch
+from conversions.models import Click, Postback
+
+postgres_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="PostgreSQL's connection handling"
+)
+
+
+def _kill_backend() -> None:
+    """End this connection's server process from the outside, as a database restart does."""
+    pid = connection.connection.info.backend_pid
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("prepare_threshold", None)
+    with psycopg.connect(**params, autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+@pytest.fixture
+def kept_connection(transactional_db):
+    """A persistent connection, as the web and the workers keep them (CONN_MAX_AGE)."""
+    saved = connection.settings_dict["CONN_MAX_AGE"]
+    connection.settings_dict["CONN_MAX_AGE"] = None
+    connection.close()
+    yield
+    connection.settings_dict["CONN_MAX_AGE"] = saved
+    connection.close()
+
+
+def _prove_connection() -> None:
+    """What the end of a request that used the connection without error does."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    connection.close_if_unusable_or_obsolete()
+
+
+@postgres_only
+def test_a_proven_connection_is_not_checked_and_an_idle_one_is(kept_connection):
+    _prove_connection()
+    proven = connection.connection
+    _kill_backend()
+    # Within the grace period the check is skipped: the dead connection is kept.
+    connection.close_if_health_check_failed()
+    assert connection.connection is proven
+    # Past it (no grace at all here) the check runs, finds it dead and drops it.
+    connection.health_check_done = False
+    connection.proven_at = time.monotonic() - connection.health_check_grace - 1
+    connection.close_if_health_check_failed()
+    assert connection.connection is None
+
+
+@postgres_only
+def test_a_click_on_a_connection_that_died_unchecked_still_records(
+    client, offer, partner, kept_connection
+):
+    _prove_connection()
+    _kill_backend()
+    response = client.get("/click", {"offer_id": offer.pk, "pid": partner.pk})
+    assert response.status_code == 302
+    assert Click.objects.get().clickid in response["Location"]
+
+
+@postgres_only
+def test_a_postback_on_a_connection_that_died_unchecked_is_stored_not_spooled(
+    client, kept_connection, settings
+):
+    _prove_connection()
+    _kill_backend()
+    response = client.get("/postback", {"clickid": "c" * 24, "action_id": "a1"})
+    assert response.json()["status"] == 1
+    stored = Postback.objects.get(pk=response.json()["id"])
+    assert (stored.state, stored.action_id, stored.params) == (
+        "received",
+        "a1",
+        {"clickid": "c" * 24, "action_id": "a1"},
+    )
+    assert not list(settings.POSTBACK_SPOOL_DIR.glob("*"))
+
+
+@postgres_only
+def test_a_clicks_relaxed_commit_does_not_reach_the_next_statement(
+    client, offer, partner, transactional_db, settings
+):
+    settings.CLICK_SYNCHRONOUS_COMMIT = False
+    assert client.get("/click", {"offer_id": offer.pk, "pid": partner.pk}).status_code == 302
+    # The click's transaction ran with synchronous_commit off; the session did not.
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone() == ("on",)
+    response = client.get("/postback", {"clickid": "c" * 24, "action_id": "a2"})
+    assert response.json()["status"] == 1
+
+
+@postgres_only
+def test_the_click_statement_is_prepared_once_per_connection(
+    client, offer, partner, kept_connection
+):
+    for _ in range(3):
+        assert client.get("/click", {"offer_id": offer.pk, "pid": partner.pk}).status_code == 302
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), sum(generic_plans + custom_plans) FROM pg_prepared_statements"
+            " WHERE statement LIKE %s",
+            ["%INSERT INTO conversions_click%"],
+        )
+        assert cursor.fetchone() == (1, 3)
+    assert Click.objects.count() == 3
+
+
+@pytest.mark.skipif(not dispatch.pending_flag().shared, reason="a cache local to the process")
+def test_the_pending_dispatch_flag_coalesces_until_the_dispatcher_clears_it():
+    flag = dispatch.pending_flag()
+    flag.clear()
+    assert flag.set() is True
+    assert flag.set() is False  # a dispatch is already queued: no second one
+    flag.clear()  # the dispatcher starts claiming
+    assert flag.set() is True
+    flag.clear()
