@@ -31,9 +31,55 @@ PUBLISH_BACKOFF = 1.0
 _publish_blocked_until = 0.0
 
 
-def _cache_is_shared() -> bool:
-    backend = settings.CACHES["default"]["BACKEND"]
-    return not any(local in backend for local in ("locmem", "dummy"))
+class _PendingFlag:
+    """ "A dispatch is queued and has not started claiming yet", shared by all processes.
+
+    With Redis it is one SET NX EX on a client kept for the process: Django's
+    Redis cache builds a new client object for every call, which cost about as
+    much as the rest of the accept path. Other shared caches go through
+    Django's cache API. A cache local to the process cannot coalesce across
+    processes, so every postback queues its own dispatch.
+    """
+
+    def __init__(self) -> None:
+        self._client = None
+        config = settings.CACHES["default"]
+        backend = config["BACKEND"]
+        self.shared = not any(local in backend for local in ("locmem", "dummy"))
+        self.key = NUDGE_KEY
+        if backend == "django.core.cache.backends.redis.RedisCache":
+            import redis
+
+            location = config["LOCATION"]
+            location = location if isinstance(location, str) else location[0]
+            self.key = f"{config.get('KEY_PREFIX') or 'affise'}:{NUDGE_KEY}"
+            self._client = redis.Redis.from_url(
+                location, socket_connect_timeout=1, socket_timeout=1
+            )
+
+    def set(self) -> bool:
+        """Raise the flag; False if it was already up."""
+        if not self.shared:
+            return True
+        if self._client is not None:
+            return bool(self._client.set(self.key, 1, nx=True, ex=NUDGE_TTL))
+        return cache.add(self.key, 1, timeout=NUDGE_TTL)
+
+    def clear(self) -> None:
+        if self._client is not None:
+            self._client.delete(self.key)
+        elif self.shared:
+            cache.delete(self.key)
+
+
+_flag: _PendingFlag | None = None
+
+
+def pending_flag() -> _PendingFlag:
+    global _flag
+    if _flag is None:
+        _flag = _PendingFlag()
+    return _flag
 
 
 def nudge() -> None:
@@ -41,14 +87,14 @@ def nudge() -> None:
 
     With a shared cache, one dispatch task is queued per pending dispatch, not
     one per postback: the accept path stays a single insert plus one cache
-    round trip. The dispatcher clears the key *before* it claims, so a
-    postback that finds the key set is always seen by that claim.
+    round trip. The dispatcher clears the flag *before* it claims, so a
+    postback that finds the flag up is always seen by that claim.
     """
     global _publish_blocked_until
     if time.monotonic() < _publish_blocked_until:
         return
     try:
-        if _cache_is_shared() and not cache.add(NUDGE_KEY, 1, timeout=NUDGE_TTL):
+        if not pending_flag().set():
             return
         from .tasks import dispatch_received
 
@@ -130,8 +176,7 @@ def dispatch(*, stale: bool = False, older_than: float = 0, max_batches: int = 5
 
 
 def dispatch_received() -> int:
-    if _cache_is_shared():
-        cache.delete(NUDGE_KEY)
+    pending_flag().clear()
     return dispatch()
 
 

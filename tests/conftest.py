@@ -59,16 +59,13 @@ def celery_session_worker(django_db_setup, django_db_blocker):
     from celery.contrib.testing.worker import start_worker
 
     from affise_proj.celery import app
-
-    from django.core.cache import cache
-
-    from conversions.dispatch import NUDGE_KEY
+    from conversions.dispatch import pending_flag
 
     app.control.purge()
     # The purge may have dropped the dispatch that a pending nudge stands for:
     # clear the nudge too, or postbacks sent in the next two seconds would wait
     # for the sweeper, which tests do not run.
-    cache.delete(NUDGE_KEY)
+    pending_flag().clear()
     with (
         django_db_blocker.unblock(),
         start_worker(
