@@ -22,13 +22,17 @@ def fetch_one(sql: str, params: dict, *, prepare: bool = False) -> tuple | None:
     """
     for attempt in (1, 2):
         try:
-            with connection.cursor() as cursor:
-                if not prepare:
+            if not prepare:
+                with connection.cursor() as cursor:
                     cursor.execute(sql, params)
                     return cursor.fetchone() if cursor.description else None
-                with connection.wrap_database_errors, _server_cursor() as server:
-                    server.execute(sql, params, prepare=True)
-                    return server.fetchone() if server.description else None
+            # What connection.cursor() does, without building a cursor of Django's.
+            connection.close_if_health_check_failed()
+            connection.ensure_connection()
+            connection.validate_thread_sharing()
+            with connection.wrap_database_errors, _server_cursor() as cursor:
+                cursor.execute(sql, params, prepare=True)
+                return cursor.fetchone() if cursor.description else None
         except (OperationalError, InterfaceError):
             if attempt == 2 or connection.in_atomic_block:
                 raise
