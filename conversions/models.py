@@ -21,7 +21,9 @@ def new_postback_id() -> str:
 
 
 class Click(models.Model):
-    clickid = models.CharField(max_length=24, unique=True, default=new_clickid, editable=False)
+    # Unique through Meta.constraints, not unique=True: lookups are exact, and
+    # unique=True would add a second (LIKE) index to every click insert.
+    clickid = models.CharField(max_length=24, default=new_clickid, editable=False)
     offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="clicks")
     partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="clicks")
     sub1 = models.CharField(max_length=255, blank=True)
@@ -43,6 +45,7 @@ class Click(models.Model):
             models.CheckConstraint(
                 condition=models.Q(clickid__regex=r"^[0-9a-f]{24}$"), name="click_clickid_format"
             ),
+            models.UniqueConstraint(fields=["clickid"], name="click_clickid_unique"),
         ]
         indexes = [
             # The admin's click list, newest first.
@@ -68,9 +71,10 @@ class Postback(models.Model):
     ip = models.GenericIPAddressField(null=True, blank=True)
     method = models.CharField(max_length=8)
     params = models.JSONField(default=dict, help_text="Parameters exactly as sent.")
-    # Copied out of params at accept time for search and filtering.
-    clickid = models.CharField(max_length=64, blank=True, db_index=True)
-    action_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # Copied out of params at accept time for search and filtering (exact
+    # matches: indexed in Meta.indexes, without db_index's extra LIKE index).
+    clickid = models.CharField(max_length=64, blank=True)
+    action_id = models.CharField(max_length=255, blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.RECEIVED)
     error = models.CharField(max_length=255, blank=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -102,6 +106,8 @@ class Postback(models.Model):
             # The admin's inbound log, newest first, and its state filter.
             models.Index(fields=["-received_at"], name="postback_received_idx"),
             models.Index(fields=["state", "-received_at"], name="postback_state_idx"),
+            models.Index(fields=["clickid"], name="postback_clickid_idx"),
+            models.Index(fields=["action_id"], name="postback_action_id_idx"),
         ]
 
     def __str__(self) -> str:

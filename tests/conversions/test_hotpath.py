@@ -128,3 +128,17 @@ def test_the_pending_dispatch_flag_coalesces_until_the_dispatcher_clears_it():
     flag.clear()  # the dispatcher starts claiming
     assert flag.set() is True
     flag.clear()
+
+
+@postgres_only
+def test_the_click_and_postback_tables_carry_no_like_indexes(db):
+    # Every index is paid on every insert of the two hottest tables; lookups
+    # by clickid, action_id and postback id are exact.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename IN (%s, %s)",
+            [Click._meta.db_table, Postback._meta.db_table],
+        )
+        names = {name for (name,) in cursor.fetchall()}
+    assert not [name for name in names if name.endswith("_like")]
+    assert {"click_clickid_unique", "postback_clickid_idx", "postback_action_id_idx"} <= names
