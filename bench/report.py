@@ -174,7 +174,7 @@ def markdown(results: dict, names: dict[str, str]) -> str:
         "## 1 and 5. Accept and clicks next to a no-op view",
         "",
         f"wrk, 2 threads, 64 connections, {cfg['wrk_seconds']} s per run, the three endpoints "
-        "interleaved in each round on the same gunicorn. The no-op view is a bench-only URL "
+        "interleaved in each round, in an order rotated from round to round, on the same gunicorn. The no-op view is a bench-only URL "
         '(`bench/urls.py`) that answers `{"status": 1}` through the full middleware stack. '
         "Each postback has a unique action_id and a real click's clickid. No Celery worker "
         "runs during this case, so the accept path has the CPUs to itself (as the no-op has).",

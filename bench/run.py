@@ -52,17 +52,27 @@ def log(message: str) -> None:
 def case_accept_and_clicks(stack: Stack, clickid: str, offer_id: int, pid: int) -> dict:
     """Cases 1 and 5: wrk at 64 connections on /noop, /postback and /click, interleaved."""
     rounds = []
+    order = ["noop", "postback", "click"]
     for run in range(RUNS):
-        noop = load.wrk(f"{stack.base_url}/noop", seconds=WRK_SECONDS)
-        accept = load.wrk(
-            f"{stack.base_url}/postback",
-            seconds=WRK_SECONDS,
-            WRK_POSTBACK_CLICKID=clickid,
-            WRK_RUN=new_tag(f"acc{run}"),
-        )
-        clicks = load.wrk(
-            f"{stack.base_url}/click?offer_id={offer_id}&pid={pid}", seconds=WRK_SECONDS
-        )
+        # Rotated each round, so the database's background work after one case
+        # (autovacuum and checkpoints after tens of thousands of inserts) does
+        # not always fall on the same next case.
+        measured = {}
+        for name in order[run % 3 :] + order[: run % 3]:
+            if name == "noop":
+                measured[name] = load.wrk(f"{stack.base_url}/noop", seconds=WRK_SECONDS)
+            elif name == "postback":
+                measured[name] = load.wrk(
+                    f"{stack.base_url}/postback",
+                    seconds=WRK_SECONDS,
+                    WRK_POSTBACK_CLICKID=clickid,
+                    WRK_RUN=new_tag(f"acc{run}"),
+                )
+            else:
+                measured[name] = load.wrk(
+                    f"{stack.base_url}/click?offer_id={offer_id}&pid={pid}", seconds=WRK_SECONDS
+                )
+        noop, accept, clicks = measured["noop"], measured["postback"], measured["click"]
         rounds.append({"noop": noop, "postback": accept, "click": clicks})
         log(
             f"round {run + 1}: noop {noop['rps']:.0f}/s, postback {accept['rps']:.0f}/s, "
