@@ -39,7 +39,9 @@ def _target_sql() -> str:
         " AND (o.privacy = %(public)s OR EXISTS ("
         f"  SELECT 1 FROM {OfferAccess._meta.db_table} a"
         "   WHERE a.offer_id = o.id AND a.partner_id = %(pid)s)) AS may_run,"
-        " o.url, o.trafficback_url"
+        # Text, not varchar(n): a later change of the columns' length must not
+        # change the result type of the prepared statement.
+        " CAST(o.url AS text), CAST(o.trafficback_url AS text)"
         f" FROM {Offer._meta.db_table} o"
         f" LEFT JOIN {Partner._meta.db_table} p ON p.id = %(pid)s"
         " WHERE o.id = %(offer_id)s"
@@ -49,13 +51,18 @@ def _target_sql() -> str:
 @functools.cache
 def _record_sql() -> str:
     values = ", ".join(f"%({name})s::inet" if name == "ip" else f"%({name})s" for name in _COLUMNS)
+    # The click is inserted when the offer may run. ON CONFLICT: the clickid is
+    # new and random, so a conflict can only be this statement's own retry
+    # after its commit had landed (hotpath.fetch_one); the click is stored.
+    # The data-modifying CTE runs whether or not the outer query reads it.
     return (
         f"WITH target AS ({_target_sql()}),"
         f" recorded AS (INSERT INTO {Click._meta.db_table} ({', '.join(_COLUMNS)})"
-        f"  SELECT {values} FROM target WHERE target.may_run RETURNING 1)"
+        f"  SELECT {values} FROM target WHERE target.may_run"
+        "  ON CONFLICT (clickid) DO NOTHING RETURNING 1)"
         " SELECT target.may_run, target.url, target.trafficback_url,"
-        " EXISTS (SELECT 1 FROM recorded),"
-        " set_config('synchronous_commit', %(synchronous_commit)s, true)"
+        " set_config('synchronous_commit',"
+        "  COALESCE(%(synchronous_commit)s, current_setting('synchronous_commit')), true)"
         " FROM target"
     )
 
@@ -89,15 +96,19 @@ def record(offer_id: int, pid: int, **fields) -> tuple[Target | None, str | None
             "clickid": clickid,
             "partner_id": Int8(pid),
             "created_at": timezone.now(),
-            "synchronous_commit": "on" if settings.CLICK_SYNCHRONOUS_COMMIT else "off",
+            # For this click's own transaction only: inside a caller's
+            # transaction the setting would last until that one ends.
+            "synchronous_commit": None
+            if settings.CLICK_SYNCHRONOUS_COMMIT or connection.in_atomic_block
+            else "off",
             **fields,
         },
         prepare=True,
     )
     if row is None:
         return None, None
-    may_run, url, trafficback_url, recorded, _ = row
-    return Target(url, trafficback_url, bool(may_run)), clickid if recorded else None
+    may_run, url, trafficback_url, _ = row
+    return Target(url, trafficback_url, bool(may_run)), clickid if may_run else None
 
 
 def _record_in_two_steps(params: dict, fields: dict) -> tuple[Target | None, str | None]:

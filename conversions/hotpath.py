@@ -6,7 +6,7 @@ parameters on the client and never prepares; planning these statements cost
 as much as running them), on the connection Django manages for the request.
 """
 
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, NotSupportedError, OperationalError, connection
 
 
 def fetch_one(sql: str, params: dict, *, prepare: bool = False) -> tuple | None:
@@ -16,9 +16,10 @@ def fetch_one(sql: str, params: dict, *, prepare: bool = False) -> tuple | None:
     statement runs again, once, on a fresh connection if the kept one turned
     out dead: the web process skips the per-request health check while its
     connection is proven (affise_proj/postgres), so a database restart in
-    between shows up here first. A statement whose commit had reached the
-    database before the connection broke is not stored twice: its retry meets
-    the unique key it wrote (a clickid, a postback id).
+    between shows up here first. So does a prepared statement outdated by a
+    migration. A statement whose commit had reached the database before the
+    connection broke is not stored twice: its retry meets the unique key it
+    wrote (a clickid, a postback id) and does nothing (ON CONFLICT).
     """
     for attempt in (1, 2):
         try:
@@ -33,11 +34,23 @@ def fetch_one(sql: str, params: dict, *, prepare: bool = False) -> tuple | None:
             with connection.wrap_database_errors, _server_cursor() as cursor:
                 cursor.execute(sql, params, prepare=True)
                 return cursor.fetchone() if cursor.description else None
-        except (OperationalError, InterfaceError):
-            if attempt == 2 or connection.in_atomic_block:
+        except (OperationalError, InterfaceError, NotSupportedError) as exc:
+            if attempt == 2 or connection.in_atomic_block or not _worth_a_retry(exc):
                 raise
             connection.close()
     return None  # pragma: no cover
+
+
+def _worth_a_retry(exc: Exception) -> bool:
+    """A dead connection, or a prepared statement that a schema change outdated.
+
+    PostgreSQL refuses to run a prepared statement whose result type a
+    migration changed ("cached plan must not change result type", 0A000); a
+    new connection prepares it afresh.
+    """
+    if not isinstance(exc, NotSupportedError):
+        return True
+    return getattr(exc.__cause__, "sqlstate", None) == "0A000"
 
 
 def _server_cursor():

@@ -28,14 +28,15 @@ def click(request: HttpRequest) -> HttpResponse:
     if not offer_id.isdigit() or len(offer_id) > 18:
         raise Http404("Unknown offer")
     pid = pid if pid.isdigit() and len(pid) <= 18 else "0"
-    subs = {name: request.GET.get(name, "")[:255] for name in SUB_FIELDS}
+    # NUL and lone surrogates would make PostgreSQL refuse the whole click.
+    subs = {name: _clean(request.GET.get(name, "")[:255]) for name in SUB_FIELDS}
     country = request.META.get(settings.CLICK_COUNTRY_HEADER, "")[:2].upper()
     target, clickid = clicks.record(
         int(offer_id),
         int(pid),
         ip=client_ip(request),
-        user_agent=request.META.get("HTTP_USER_AGENT", "")[:512],
-        referrer=request.META.get("HTTP_REFERER", "")[:1024],
+        user_agent=_clean(request.META.get("HTTP_USER_AGENT", "")[:512]),
+        referrer=_clean(request.META.get("HTTP_REFERER", "")[:1024]),
         country=country if country.isalpha() and len(country) == 2 else "",
         **subs,
     )

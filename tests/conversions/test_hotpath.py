@@ -18,14 +18,20 @@ postgres_only = pytest.mark.skipif(
 )
 
 
+def _from_another_session(sql: str, params=()) -> None:
+    """Run ``sql`` on a connection of its own, as another process would."""
+    settings = connection.get_connection_params()
+    settings.pop("cursor_factory", None)
+    settings.pop("prepare_threshold", None)
+    with psycopg.connect(**settings, autocommit=True) as other:
+        other.execute(sql, params)
+
+
 def _kill_backend() -> None:
     """End this connection's server process from the outside, as a database restart does."""
-    pid = connection.connection.info.backend_pid
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("prepare_threshold", None)
-    with psycopg.connect(**params, autocommit=True) as other:
-        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    _from_another_session(
+        "SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid]
+    )
 
 
 @pytest.fixture
@@ -142,3 +148,101 @@ def test_the_click_and_postback_tables_carry_no_like_indexes(db):
         names = {name for (name,) in cursor.fetchall()}
     assert not [name for name in names if name.endswith("_like")]
     assert {"click_clickid_unique", "postback_clickid_idx", "postback_action_id_idx"} <= names
+
+
+@postgres_only
+def test_a_longer_offer_url_column_does_not_break_the_prepared_click(
+    client, offer, partner, kept_connection
+):
+    # A migration that widens the URL columns must not outdate the click
+    # statement prepared on kept connections (its result columns are text).
+    assert client.get("/click", {"offer_id": offer.pk, "pid": partner.pk}).status_code == 302
+    backend = connection.connection.info.backend_pid
+    # From another session, as a migration runs: psycopg forgets its prepared
+    # statements after DDL on its own connection, not after anyone else's.
+    _from_another_session("ALTER TABLE offers_offer ALTER COLUMN url TYPE varchar(4001)")
+    try:
+        response = client.get("/click", {"offer_id": offer.pk, "pid": partner.pk})
+        assert response.status_code == 302
+        # Served on the same connection: no failure, no retry on a new one.
+        assert connection.connection.info.backend_pid == backend
+    finally:
+        _from_another_session(
+            f"ALTER TABLE offers_offer ALTER COLUMN url TYPE varchar({_url_length()})"
+        )
+    assert Click.objects.count() == 2
+
+
+def _url_length() -> int:
+    from offers.models import Offer
+
+    return Offer._meta.get_field("url").max_length
+
+
+@postgres_only
+def test_a_click_statement_run_again_after_its_commit_landed_stores_one_click(
+    offer, partner, transactional_db
+):
+    from conversions import clicks, hotpath
+
+    params = {
+        **clicks._STATUS_PARAMS,
+        "offer_id": offer.pk,
+        "pid": partner.pk,
+        "partner_id": partner.pk,
+        "clickid": "ab" * 12,
+        "created_at": offer.created_at,
+        "synchronous_commit": None,
+        "ip": None,
+        "user_agent": "",
+        "referrer": "",
+        "country": "",
+        **{name: "" for name in clicks.SUB_FIELDS},
+    }
+    first = hotpath.fetch_one(clicks._record_sql(), params, prepare=True)
+    again = hotpath.fetch_one(clicks._record_sql(), params, prepare=True)
+    assert first[0] is True and again[0] is True
+    assert list(Click.objects.values_list("clickid", flat=True)) == ["ab" * 12]
+
+
+@postgres_only
+def test_a_click_inside_a_transaction_leaves_its_commit_mode_alone(offer, partner, db, settings):
+    from conversions import clicks
+
+    settings.CLICK_SYNCHRONOUS_COMMIT = False
+    fields = {"ip": None, "user_agent": "", "referrer": "", "country": ""}
+    fields.update({name: "" for name in clicks.SUB_FIELDS})
+    target, clickid = clicks.record(offer.pk, partner.pk, **fields)  # db: inside a transaction
+    assert target.may_run and clickid
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone() == ("on",)
+
+
+def test_nul_bytes_in_a_click_are_replaced_not_refused(client, offer, partner, db):
+    response = client.get(
+        "/click",
+        {"offer_id": offer.pk, "pid": partner.pk, "sub1": "a\x00b"},
+        HTTP_USER_AGENT="bot\x00",
+    )
+    assert response.status_code == 302
+    click = Click.objects.get()
+    assert (click.sub1, click.user_agent) == ("a\ufffdb", "bot\ufffd")
+
+
+@postgres_only
+def test_a_prepared_statement_outdated_by_another_sessions_migration_is_run_afresh(
+    offer, kept_connection
+):
+    from conversions import hotpath
+
+    sql = "SELECT url FROM offers_offer WHERE id = %(id)s"
+    assert hotpath.fetch_one(sql, {"id": offer.pk}, prepare=True) == (offer.url,)
+    _from_another_session("ALTER TABLE offers_offer ALTER COLUMN url TYPE varchar(4002)")
+    try:
+        # The old plan's result type no longer holds; a new connection prepares anew.
+        assert hotpath.fetch_one(sql, {"id": offer.pk}, prepare=True) == (offer.url,)
+    finally:
+        _from_another_session(
+            f"ALTER TABLE offers_offer ALTER COLUMN url TYPE varchar({_url_length()})"
+        )
