@@ -34,28 +34,22 @@ _publish_blocked_until = 0.0
 class _PendingFlag:
     """ "A dispatch is queued and has not started claiming yet", shared by all processes.
 
-    With Redis it is one SET NX EX on a client kept for the process: Django's
-    Redis cache builds a new client object for every call, which cost about as
-    much as the rest of the accept path. Other shared caches go through
-    Django's cache API. A cache local to the process cannot coalesce across
-    processes, so every postback queues its own dispatch.
+    Through Django's cache (one SET NX EX), but with Django's Redis cache the
+    Redis client is made once per process: the cache builds a new client
+    object for every call, which cost about as much as the rest of the accept
+    path. Same servers, options and key as the cache API. A cache local to the
+    process cannot coalesce across processes: every postback queues its own
+    dispatch.
     """
 
     def __init__(self) -> None:
-        self._client = None
-        config = settings.CACHES["default"]
-        backend = config["BACKEND"]
+        backend = settings.CACHES["default"]["BACKEND"]
         self.shared = not any(local in backend for local in ("locmem", "dummy"))
-        self.key = NUDGE_KEY
-        if backend == "django.core.cache.backends.redis.RedisCache":
-            import redis
-
-            location = config["LOCATION"]
-            location = location if isinstance(location, str) else location[0]
-            self.key = f"{config.get('KEY_PREFIX') or 'affise'}:{NUDGE_KEY}"
-            self._client = redis.Redis.from_url(
-                location, socket_connect_timeout=1, socket_timeout=1
-            )
+        self.key = cache.make_and_validate_key(NUDGE_KEY)
+        self._client = None
+        redis_client = getattr(getattr(cache, "_cache", None), "get_client", None)
+        if backend == "django.core.cache.backends.redis.RedisCache" and redis_client:
+            self._client = redis_client(self.key, write=True)
 
     def set(self) -> bool:
         """Raise the flag; False if it was already up."""
@@ -63,13 +57,13 @@ class _PendingFlag:
             return True
         if self._client is not None:
             return bool(self._client.set(self.key, 1, nx=True, ex=NUDGE_TTL))
-        return cache.add(self.key, 1, timeout=NUDGE_TTL)
+        return cache.add(NUDGE_KEY, 1, timeout=NUDGE_TTL)
 
     def clear(self) -> None:
         if self._client is not None:
             self._client.delete(self.key)
         elif self.shared:
-            cache.delete(self.key)
+            cache.delete(NUDGE_KEY)
 
 
 _flag: _PendingFlag | None = None
@@ -176,7 +170,11 @@ def dispatch(*, stale: bool = False, older_than: float = 0, max_batches: int = 5
 
 
 def dispatch_received() -> int:
-    pending_flag().clear()
+    try:
+        pending_flag().clear()
+    except Exception:
+        # Redis is away: dispatch anyway; the flag expires by itself (NUDGE_TTL).
+        log.warning("could not clear the dispatch flag", exc_info=True)
     return dispatch()
 
 
