@@ -36,7 +36,7 @@ E2E_COUNT = {
     100: int(os.environ.get("BENCH_E2E_BATCHED", "1000")),
     1: int(os.environ.get("BENCH_E2E_SINGLE", "100")),
 }
-KEEPUP_SECONDS = int(os.environ.get("BENCH_KEEPUP_SECONDS", "30"))
+KEEPUP_SECONDS = int(os.environ.get("BENCH_KEEPUP_SECONDS", "60"))
 LIGHT_RATE = 20.0
 LIGHT_SECONDS = float(os.environ.get("BENCH_LIGHT_SECONDS", "15"))
 # The burst: a quarter of the accept rate measured in case 1 with no worker running
