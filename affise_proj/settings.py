@@ -266,7 +266,7 @@ CELERY_BEAT_SCHEDULE = {
 POSTBACK_PROCESSING = env.str("POSTBACK_PROCESSING", default="async")
 POSTBACK_SECURE = env.str("POSTBACK_SECURE", default="")
 POSTBACK_MAX_PARAMS_BYTES = env.int("POSTBACK_MAX_PARAMS_BYTES", default=8192)
-POSTBACK_BATCH_SIZE = env.int("POSTBACK_BATCH_SIZE", default=100)
+POSTBACK_BATCH_SIZE = env.int("POSTBACK_BATCH_SIZE", default=500)
 # A received postback this old with no dispatch is dispatched by the sweeper.
 POSTBACK_SWEEP_AFTER = env.float("POSTBACK_SWEEP_AFTER", default=5.0)
 # A processing postback this old is taken as abandoned (killed worker, lost
