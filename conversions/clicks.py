@@ -50,7 +50,7 @@ def _target_sql() -> str:
 
 @functools.cache
 def _record_sql() -> str:
-    values = ", ".join(f"%({name})s::inet" if name == "ip" else f"%({name})s" for name in _COLUMNS)
+    values = hotpath.placeholders(_COLUMNS)
     # The click is inserted when the offer may run. ON CONFLICT: the clickid is
     # new and random, so a conflict can only be this statement's own retry
     # after its commit had landed (hotpath.fetch_one); the click is stored.

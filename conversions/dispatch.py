@@ -7,6 +7,7 @@ it publishes the chord. Anything that did not finish is found again by
 """
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -66,14 +67,10 @@ class _PendingFlag:
             cache.delete(NUDGE_KEY)
 
 
-_flag: _PendingFlag | None = None
-
-
+@functools.cache
 def pending_flag() -> _PendingFlag:
-    global _flag
-    if _flag is None:
-        _flag = _PendingFlag()
-    return _flag
+    """The flag, made once per process."""
+    return _PendingFlag()
 
 
 def nudge() -> None:

@@ -23,22 +23,23 @@ def fetch_one(sql: str, params: dict, *, prepare: bool = False) -> tuple | None:
     """
     for attempt in (1, 2):
         try:
-            if not prepare:
-                with connection.cursor() as cursor:
-                    cursor.execute(sql, params)
-                    return cursor.fetchone() if cursor.description else None
-            # What connection.cursor() does, without building a cursor of Django's.
-            connection.close_if_health_check_failed()
-            connection.ensure_connection()
-            connection.validate_thread_sharing()
-            with connection.wrap_database_errors, _server_cursor() as cursor:
-                cursor.execute(sql, params, prepare=True)
+            with connection.cursor() as cursor:
+                if prepare:
+                    with connection.wrap_database_errors, _server_cursor() as server:
+                        server.execute(sql, params, prepare=True)
+                        return server.fetchone() if server.description else None
+                cursor.execute(sql, params)
                 return cursor.fetchone() if cursor.description else None
         except (OperationalError, InterfaceError, NotSupportedError) as exc:
             if attempt == 2 or connection.in_atomic_block or not _worth_a_retry(exc):
                 raise
             connection.close()
     return None  # pragma: no cover
+
+
+def placeholders(columns) -> str:
+    """Named placeholders for ``columns``, the inet column cast (a bare text would not do)."""
+    return ", ".join(f"%({c})s::inet" if c == "ip" else f"%({c})s" for c in columns)
 
 
 def _worth_a_retry(exc: Exception) -> bool:

@@ -166,12 +166,11 @@ _POSTBACK_COLUMNS = (
 
 @functools.cache
 def _insert_postback_sql() -> str:
-    values = (f"%({c})s::inet" if c == "ip" else f"%({c})s" for c in _POSTBACK_COLUMNS)
     # The id is new and random: a conflict can only be this statement's own
     # retry after its commit had landed (see hotpath.fetch_one).
     return (
         f"INSERT INTO {Postback._meta.db_table} ({', '.join(_POSTBACK_COLUMNS)})"
-        f" VALUES ({', '.join(values)}) ON CONFLICT (id) DO NOTHING"
+        f" VALUES ({hotpath.placeholders(_POSTBACK_COLUMNS)}) ON CONFLICT (id) DO NOTHING"
     )
 
 

@@ -7,9 +7,9 @@ request or task without an error, less than CONN_HEALTH_CHECK_GRACE seconds
 ago, is used without the check; an idle one is still checked.
 
 If the database restarts inside that window, the first query fails instead
-of reconnecting: the accept path spools the postback, the click path retries
-once on a new connection, and Django closes the broken connection at the end
-of the request or task as it does after any error.
+of reconnecting: the click and accept statements run again once on a new
+connection (conversions/hotpath.py), anything else fails as after any error,
+and Django closes the broken connection at the end of the request or task.
 """
 
 import time
