@@ -281,6 +281,28 @@ CLICK_COUNTRY_HEADER = env.str("CLICK_COUNTRY_HEADER", default="HTTP_CF_IPCOUNTR
 # database server (not a restart) can lose the clicks of its last ~0.6 s;
 # postbacks, conversions and everything else always wait for the flush.
 CLICK_SYNCHRONOUS_COMMIT = env.bool("CLICK_SYNCHRONOUS_COMMIT", default=False)
+# Write-behind (conversions/clickbuffer.py): with PostgreSQL and a Redis cache,
+# a click is appended to a Redis stream (persisted as the cache server
+# persists: docker-compose runs it with an append-only file) and inserted in
+# batches by the worker. Off: one insert per click in the request.
+CLICK_BUFFER = env.bool(
+    "CLICK_BUFFER",
+    default="postgres" in DATABASES["default"]["ENGINE"]
+    and CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache",
+)
+# How often the beat flushes buffered clicks into the table (seconds).
+CLICK_FLUSH_INTERVAL = env.float("CLICK_FLUSH_INTERVAL", default=1.0)
+# How long a web process reuses an offer's answer for a partner (running or
+# not, landing and trafficback URLs) before asking the database again. A change
+# saved in this process applies at once; elsewhere within this many seconds.
+CLICK_TARGET_TTL = env.float("CLICK_TARGET_TTL", default=1.0)
+if CLICK_BUFFER:
+    CELERY_BEAT_SCHEDULE["flush-clicks"] = {
+        "task": "conversions.tasks.flush_clicks",
+        "schedule": CLICK_FLUSH_INTERVAL,
+        # A tick that waits longer than this is dropped: the next one flushes.
+        "options": {"expires": 10 * CLICK_FLUSH_INTERVAL},
+    }
 PARTNER_POSTBACK_RETRY_DELAYS = env.list(
     "PARTNER_POSTBACK_RETRY_DELAYS", cast=int, default=[60, 300, 900, 3600, 10800, 21600, 43200]
 )

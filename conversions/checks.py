@@ -21,7 +21,7 @@ from offers.models import Cap, CapCounter, Goal, Payout
 from offers.validators import ip_allowed
 from partners.models import Partner
 
-from . import caps
+from . import caps, clickbuffer
 from .models import Click, Conversion
 
 CLICKID_RE = re.compile(r"^[0-9a-fA-F]{24}$")
@@ -57,7 +57,19 @@ def _clicks(batch: Batch, *related: str) -> dict[str, Click]:
     wanted = {cid for pb in batch if CLICKID_RE.match(cid := clickid_of(pb))}
     if not wanted:
         return {}
-    return {c.clickid: c for c in Click.objects.select_related(*related).filter(clickid__in=wanted)}
+    found = {
+        c.clickid: c for c in Click.objects.select_related(*related).filter(clickid__in=wanted)
+    }
+    if len(found) < len(wanted) and clickbuffer.enabled():
+        # A click can still be in the write-behind buffer, or in another
+        # check's flush: once this flush returns, it is in the table.
+        clickbuffer.flush()
+        missing = wanted - found.keys()
+        found.update(
+            (c.clickid, c)
+            for c in Click.objects.select_related(*related).filter(clickid__in=missing)
+        )
+    return found
 
 
 def _per_click(batch: Batch, related: tuple, judge: Callable[[dict, Click], dict]) -> Verdicts:

@@ -11,7 +11,7 @@ import contextlib
 from celery import shared_task
 from django.db import DatabaseError
 
-from . import dispatch, pipeline, services
+from . import clickbuffer, dispatch, pipeline, services
 from .checks import CHECKS
 
 RETRIES = 3
@@ -68,3 +68,9 @@ def sweep() -> dict:
 @shared_task(name="conversions.tasks.approve_holds")
 def approve_holds() -> int:
     return services.approve_holds()
+
+
+@shared_task(name="conversions.tasks.flush_clicks", ignore_result=True)
+def flush_clicks() -> int:
+    """Beat: move buffered clicks into the table (skipped while another flush runs)."""
+    return clickbuffer.flush(wait=False)

@@ -90,7 +90,9 @@ def _params(request: HttpRequest, body: bytes) -> dict:
 
 def _clean(text: str) -> str:
     # PostgreSQL's jsonb refuses NUL and lone surrogates: replace them, keep the rest.
-    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def _first(value) -> str:

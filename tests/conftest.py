@@ -85,6 +85,20 @@ def celery_session_worker(django_db_setup, django_db_blocker):
                 )
 
 
+@pytest.fixture(autouse=True)
+def _fresh_click_path():
+    """Each test starts with an empty click buffer and nothing remembered of offers."""
+    from conversions import clickbuffer, clicks
+
+    clicks.forget_targets()
+    clickbuffer._blocked_until = 0.0
+    if settings.CLICK_BUFFER:
+        stream = clickbuffer._stream()
+        stream.client.delete(stream.key)
+    yield
+    clicks.forget_targets()
+
+
 @pytest.fixture
 def worker(celery_session_worker, transactional_db):
     """Tests that go through the queue: a running worker and committed data it can see."""

@@ -34,6 +34,12 @@ def _kill_backend() -> None:
     )
 
 
+@pytest.fixture(autouse=True)
+def _direct_clicks(settings):
+    """These tests are about the statement a click runs when it is not buffered."""
+    settings.CLICK_BUFFER = False
+
+
 @pytest.fixture
 def kept_connection(transactional_db):
     """A persistent connection, as the web and the workers keep them (CONN_MAX_AGE)."""

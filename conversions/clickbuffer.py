@@ -1,0 +1,204 @@
+"""Write-behind for clicks: the request appends to a Redis stream, the worker inserts in batches.
+
+A click answered 302 must be kept, and recording it must not cost the request
+a database round trip. With CLICK_BUFFER on (PostgreSQL and a Redis cache),
+the click view appends the whole row to a Redis stream (one XADD) and the
+worker moves the stream into the table in batches of up to FLUSH_BATCH rows:
+every CLICK_FLUSH_INTERVAL through the beat, and at once when a postback
+names a clickid the table does not have yet (conversions/checks.py).
+
+Nothing is lost or doubled between the two:
+
+- Flushes take one PostgreSQL advisory lock, so they run one at a time and
+  each reads the stream from its start. Entries are deleted (XDEL, by id) only
+  after the transaction that inserted them has committed; a flush that dies
+  in between leaves them to the next one.
+- The insert is ``ON CONFLICT (clickid) DO NOTHING``: an entry read twice is
+  stored once. A click whose offer or partner was deleted before the flush is
+  dropped, not allowed to fail the whole batch.
+- If Redis cannot take a click, the request inserts it itself (conversions/
+  clicks.py) and stops trying Redis for BACKOFF seconds.
+
+The stream is as durable as the Redis server: docker-compose runs it with an
+append-only file fsynced every second, the same bound the direct path has with
+CLICK_SYNCHRONOUS_COMMIT off.
+"""
+
+import functools
+import json
+import logging
+import os
+import re
+import threading
+import time
+from datetime import datetime
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+
+from .models import SUB_FIELDS, Click
+
+log = logging.getLogger(__name__)
+
+STREAM_KEY = "clicks:buffer"
+FLUSH_BATCH = 1000
+# pg_advisory_xact_lock key of the flush ("clicks" in ASCII).
+LOCK_ID = 0x636C69636B73
+# After Redis refused a click, clicks go straight to the table for this long:
+# while Redis is down every click would otherwise wait for the connect timeout.
+BACKOFF = 1.0
+_blocked_until = 0.0
+
+# The order of a stream entry's values; the view passes the last ones as fields.
+FIELDS = ("ip", "user_agent", "referrer", "country", *SUB_FIELDS)
+COLUMNS = ("clickid", "offer_id", "partner_id", "created_at", *FIELDS)
+_TYPES = {"offer_id": "bigint", "partner_id": "bigint", "created_at": "timestamptz", "ip": "inet"}
+CLICKID_RE = re.compile(r"[0-9a-f]{24}")
+
+
+class _Stream:
+    """The stream's key and a Redis client made once per process (as dispatch's flag).
+
+    ``append`` runs on a connection of its own per thread, made from the same
+    pool settings: through the client, redis-py's pool and retry layers cost
+    twice the command itself, and this is the click's only round trip.
+    """
+
+    def __init__(self) -> None:
+        self.key = cache.make_and_validate_key(STREAM_KEY)
+        self.client = cache._cache.get_client(self.key, write=True)
+        self._local = threading.local()
+
+    def append(self, text: str) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():
+            pool = self.client.connection_pool
+            conn = self._local.conn = pool.connection_class(**pool.connection_kwargs)
+            self._local.pid = os.getpid()
+        try:
+            conn.send_command("XADD", self.key, "*", "c", text)
+            conn.read_response()
+        except BaseException:
+            # Whatever state the connection is in, the next append starts afresh.
+            conn.disconnect()
+            raise
+
+
+@functools.cache
+def _stream() -> _Stream:
+    return _Stream()
+
+
+def enabled() -> bool:
+    return settings.CLICK_BUFFER and connection.vendor == "postgresql"
+
+
+def add(clickid: str, offer_id: int, pid: int, created_at: datetime, fields: dict) -> bool:
+    """Append a click; False (and nothing appended) if Redis did not take it."""
+    global _blocked_until
+    if time.monotonic() < _blocked_until:
+        return False
+    from redis.exceptions import RedisError
+
+    values = [clickid, offer_id, pid, created_at.isoformat(), *(fields[f] for f in FIELDS)]
+    stream = _stream()
+    try:
+        stream.append(json.dumps(values, separators=(",", ":")))
+    except RedisError as exc:
+        _blocked_until = time.monotonic() + BACKOFF
+        log.warning("click buffer unavailable, inserting clicks directly: %s", exc)
+        return False
+    return True
+
+
+def flush(*, wait: bool = True, limit: int = 100_000) -> int:
+    """Move buffered clicks into the table; returns how many entries were read.
+
+    ``wait`` False gives up at once if another flush is running (the beat's
+    ticks); True waits for it, so that on return every click appended before
+    the call is in the table (a postback naming an unknown clickid).
+    """
+    if not enabled():
+        return 0
+    stream = _stream()
+    start, read = "-", 0
+    while read < limit:
+        with transaction.atomic(), connection.cursor() as cursor:
+            if wait:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_ID])
+            else:
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [LOCK_ID])
+                if not cursor.fetchone()[0]:
+                    return read
+            entries = stream.client.xrange(stream.key, start, "+", count=FLUSH_BATCH)
+            if not entries:
+                return read
+            rows = _decode(entries)
+            if rows:
+                cursor.execute(_insert_sql(), [rows])
+            ids = [entry_id for entry_id, _ in entries]
+            # Deleted once the rows are committed; inside a caller's transaction
+            # (tests, the synchronous mode) when that one commits.
+            transaction.on_commit(lambda ids=ids: stream.client.xdel(stream.key, *ids), robust=True)
+        read += len(entries)
+        if len(entries) < FLUSH_BATCH:
+            break
+        start = "(" + _text(ids[-1])
+    return read
+
+
+def pending() -> int:
+    """Entries in the stream: buffered clicks not flushed yet (and flushed ones not yet deleted)."""
+    if not enabled():
+        return 0
+    stream = _stream()
+    return stream.client.xlen(stream.key)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _decode(entries) -> list[str]:
+    """The entries' JSON texts, each checked to be a click as add() writes it."""
+    rows = []
+    for entry_id, data in entries:
+        try:
+            text = data[b"c"].decode()
+            values = json.loads(text)
+            if not (isinstance(values, list) and len(values) == len(COLUMNS)):
+                raise ValueError("not a list of the click's columns")
+            clickid, offer_id, pid, created_at = values[:4]
+            if not (isinstance(offer_id, int) and isinstance(pid, int)):
+                raise ValueError("offer or partner is not an id")
+            if not (isinstance(clickid, str) and CLICKID_RE.fullmatch(clickid)):
+                raise ValueError("bad clickid")
+            datetime.fromisoformat(created_at)
+            if not all(v is None or isinstance(v, str) for v in values[4:]):
+                raise ValueError("a field is not text")
+        except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
+            # Only this module writes the stream; never let one entry block the rest.
+            log.error("dropping unreadable click buffer entry %s: %s", _text(entry_id), exc)
+            continue
+        rows.append(text)
+    return rows
+
+
+@functools.cache
+def _insert_sql() -> str:
+    from offers.models import Offer
+    from partners.models import Partner
+
+    # PostgreSQL reads the entries' JSON itself: no per-value work here.
+    values = ", ".join(
+        f"(j->>{i})::{_TYPES[c]}" if c in _TYPES else f"j->>{i}" for i, c in enumerate(COLUMNS)
+    )
+    # Table names come from the models, never from input.
+    return (
+        f"INSERT INTO {Click._meta.db_table} ({', '.join(COLUMNS)})"
+        f" SELECT {values} FROM unnest(%s::jsonb[]) AS u(j)"
+        f" WHERE EXISTS (SELECT 1 FROM {Offer._meta.db_table} o WHERE o.id = (j->>1)::bigint)"
+        f" AND EXISTS (SELECT 1 FROM {Partner._meta.db_table} p WHERE p.id = (j->>2)::bigint)"
+        " ON CONFLICT (clickid) DO NOTHING"
+    )

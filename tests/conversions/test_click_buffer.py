@@ -1,0 +1,250 @@
+"""Write-behind clicks: answered from Redis, stored in batches, never lost or doubled.
+
+Needs PostgreSQL and a Redis cache (CI); the embedded default stores each
+click in its request.
+"""
+
+import json
+import logging
+import threading
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import psycopg
+import pytest
+import redis
+from django.conf import settings
+from django.db import OperationalError, connection
+from django.utils import timezone
+
+from conversions import clickbuffer, clicks, tasks
+from conversions.models import Click, Conversion
+from offers.models import Offer
+
+pytestmark = pytest.mark.skipif(
+    not settings.CLICK_BUFFER, reason="the click buffer needs PostgreSQL and a Redis cache"
+)
+
+
+def _click(client, offer, partner, **params):
+    extra = {k: params.pop(k) for k in list(params) if k.isupper()}
+    response = client.get("/click", {"offer_id": offer.pk, "pid": partner.pk, **params}, **extra)
+    assert response.status_code == 302
+    return parse_qs(urlsplit(response["Location"]).query)["c"][0]
+
+
+def _stream_ids() -> list[str]:
+    stream = clickbuffer._stream()
+    return [entry_id.decode() for entry_id, _ in stream.client.xrange(stream.key)]
+
+
+def _another_session() -> psycopg.Connection:
+    """A connection of its own, as another process has."""
+    options = connection.get_connection_params()
+    options.pop("cursor_factory", None)
+    options.pop("prepare_threshold", None)
+    return psycopg.connect(**options)
+
+
+def test_a_click_is_answered_from_the_buffer_and_stored_by_the_flush(
+    client, offer, partner, transactional_db
+):
+    before = timezone.now()
+    clickid = _click(
+        client,
+        offer,
+        partner,
+        sub1="a b 😀 é",
+        sub8="z",
+        HTTP_USER_AGENT="Mozilla/5.0",
+        REMOTE_ADDR="198.51.100.4",
+        HTTP_CF_IPCOUNTRY="de",
+    )
+    # Answered without touching the table.
+    assert not Click.objects.exists()
+    assert clickbuffer.pending() == 1
+    assert tasks.flush_clicks() == 1
+    click = Click.objects.get()
+    assert (click.clickid, click.offer, click.partner) == (clickid, offer, partner)
+    assert (click.sub1, click.sub8, click.ip, click.country) == (
+        "a b 😀 é",
+        "z",
+        "198.51.100.4",
+        "DE",
+    )
+    assert click.user_agent == "Mozilla/5.0"
+    # The time of the click, not of the flush.
+    assert before <= click.created_at <= before + timedelta(seconds=5)
+    # Committed, so the entries are gone.
+    assert clickbuffer.pending() == 0
+
+
+def test_entries_read_twice_are_stored_once(client, offer, partner, db):
+    # db: the flush runs inside the test's transaction, so the entries are not
+    # deleted (that waits for a commit) and the second flush reads them again,
+    # as after a flush that died between its commit and the delete.
+    ids = {_click(client, offer, partner) for _ in range(3)}
+    assert clickbuffer.flush() == 3
+    assert clickbuffer.flush() == 3
+    assert set(Click.objects.values_list("clickid", flat=True)) == ids
+    assert clickbuffer.pending() == 3
+
+
+def test_a_flush_that_failed_leaves_its_entries_for_the_next(
+    client, offer, partner, transactional_db
+):
+    clickid = _click(client, offer, partner)
+    with _another_session() as other, connection.cursor() as cursor:
+        # The flush's insert cannot get the table: its transaction fails.
+        other.execute(f"LOCK TABLE {Click._meta.db_table} IN ACCESS EXCLUSIVE MODE")
+        cursor.execute("SET lock_timeout = '50ms'")
+        with pytest.raises(OperationalError, match="lock timeout"):
+            clickbuffer.flush()
+        cursor.execute("SET lock_timeout = 0")
+        other.rollback()
+    assert not Click.objects.exists()
+    assert clickbuffer.pending() == 1
+    assert clickbuffer.flush() == 1
+    assert list(Click.objects.values_list("clickid", flat=True)) == [clickid]
+
+
+def test_flushes_run_one_at_a_time_and_the_beat_does_not_wait(
+    client, offer, partner, transactional_db
+):
+    _click(client, offer, partner)
+    with _another_session() as other:
+        other.execute("SELECT pg_advisory_xact_lock(%s)", [clickbuffer.LOCK_ID])
+        # Another flush holds the lock: the beat's tick leaves the work to it.
+        assert tasks.flush_clicks() == 0
+        assert clickbuffer.pending() == 1
+        other.rollback()
+    assert tasks.flush_clicks() == 1
+    assert Click.objects.count() == 1
+
+
+def test_more_than_a_batch_is_flushed_in_batches(offer, partner, transactional_db):
+    now = timezone.now()
+    fields = dict.fromkeys(clickbuffer.FIELDS, "")
+    fields["ip"] = None
+    count = clickbuffer.FLUSH_BATCH + 7
+    for i in range(count):
+        assert clickbuffer.add(f"{i:024x}", offer.pk, partner.pk, now, fields)
+    assert clickbuffer.flush() == count
+    assert Click.objects.count() == count
+    assert clickbuffer.pending() == 0
+
+
+def test_a_click_whose_offer_is_gone_is_dropped_not_blocking(
+    client, make_offer, offer, partner, transactional_db
+):
+    doomed = make_offer(title="Deleted before the flush")
+    _click(client, doomed, partner)
+    kept = _click(client, offer, partner)
+    doomed.delete()
+    assert clickbuffer.flush() == 2
+    assert list(Click.objects.values_list("clickid", flat=True)) == [kept]
+    assert clickbuffer.pending() == 0
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        json.dumps(["not", "a", "click"]),
+        json.dumps(["x" * 24, 1, 1, "2026-01-01T00:00:00+00:00", *[""] * 12]),
+        json.dumps(["a" * 24, "1; DROP", 1, "2026-01-01T00:00:00+00:00", *[""] * 12]),
+        json.dumps(["a" * 24, 1, 1, "yesterday", *[""] * 12]),
+        json.dumps(["a" * 24, 1, 1, "2026-01-01T00:00:00+00:00", 5, *[""] * 11]),
+        "{not json",
+    ],
+)
+def test_an_unreadable_entry_is_dropped_and_logged(client, offer, partner, transactional_db, entry):
+    logged = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())
+    logging.getLogger(clickbuffer.__name__).addHandler(handler)
+    stream = clickbuffer._stream()
+    stream.client.xadd(stream.key, {"c": entry})
+    kept = _click(client, offer, partner)
+    assert clickbuffer.flush() == 2
+    assert list(Click.objects.values_list("clickid", flat=True)) == [kept]
+    logging.getLogger(clickbuffer.__name__).removeHandler(handler)
+    assert [m for m in logged if m.startswith("dropping unreadable click buffer entry")]
+    assert _stream_ids() == []
+
+
+def test_without_redis_a_click_is_stored_in_its_request(client, offer, partner, db, monkeypatch):
+    # A client for a port nothing listens on: Redis is down.
+    stream = clickbuffer._stream()
+    monkeypatch.setattr(
+        stream, "client", redis.Redis(port=1, socket_connect_timeout=0.2, socket_timeout=0.2)
+    )
+    monkeypatch.setattr(stream, "_local", threading.local())
+    first = _click(client, offer, partner)
+    assert list(Click.objects.values_list("clickid", flat=True)) == [first]
+    # And while it stays down, the next clicks do not try it again for a moment.
+    assert clickbuffer._blocked_until > 0
+    second = _click(client, offer, partner)
+    assert set(Click.objects.values_list("clickid", flat=True)) == {first, second}
+
+
+def test_a_connection_redis_dropped_costs_no_click(client, offer, partner, db):
+    stream = clickbuffer._stream()
+    first = _click(client, offer, partner)
+    # Redis closes the click path's connection (a restart, a timeout, CLIENT KILL).
+    conn = stream._local.conn
+    conn.send_command("CLIENT", "ID")
+    stream.client.execute_command("CLIENT", "KILL", "ID", conn.read_response())
+    second = _click(client, offer, partner)
+    # That click found the connection dead and was stored in its request.
+    assert list(Click.objects.values_list("clickid", flat=True)) == [second]
+    clickbuffer._blocked_until = 0.0  # the moment of backoff has passed
+    third = _click(client, offer, partner)
+    # The next one went through a new connection to the buffer.
+    assert len(_stream_ids()) == 2
+    assert clickbuffer.flush() == 2
+    assert set(Click.objects.values_list("clickid", flat=True)) == {first, second, third}
+
+
+def test_a_postback_for_a_click_still_in_the_buffer_is_accepted(client, process, offer, partner):
+    clickid = _click(client, offer, partner)
+    assert not Click.objects.exists()
+    # No beat runs here: the check finds the click by flushing the buffer.
+    row = process(clickid=clickid, action_id="B-1")
+    assert (row.state, row.error) == ("accepted", "")
+    assert Conversion.objects.get().click.clickid == clickid
+
+
+def test_an_unknown_clickid_is_still_not_found(process):
+    row = process(clickid="d" * 24)
+    assert (row.state, row.error) == ("rejected", "Click not found")
+
+
+def test_a_change_saved_here_applies_to_the_next_click(client, offer, partner, db, settings):
+    settings.CLICK_TARGET_TTL = 3600
+    _click(client, offer, partner)
+    offer.status = Offer.Status.PAUSED
+    offer.trafficback_url = "https://tb.example.com/"
+    offer.save()
+    response = client.get("/click", {"offer_id": offer.pk, "pid": partner.pk})
+    assert response["Location"] == "https://tb.example.com/"
+
+
+def test_a_change_made_elsewhere_applies_within_the_ttl(
+    client, offer, partner, db, settings, time_machine
+):
+    settings.CLICK_TARGET_TTL = 1.0
+    time_machine.move_to(timezone.now(), tick=False)
+    _click(client, offer, partner)
+    # An update that sends no signal here stands for a change made by another process.
+    Offer.objects.filter(pk=offer.pk).update(
+        status=Offer.Status.PAUSED, trafficback_url="https://tb.example.com/"
+    )
+    time_machine.shift(0.9)
+    # Within the TTL the remembered answer is used...
+    response = client.get("/click", {"offer_id": offer.pk, "pid": partner.pk})
+    assert response["Location"].startswith("https://land.example.com/")
+    # ...and once it has passed the database is asked again.
+    time_machine.shift(0.2)
+    response = client.get("/click", {"offer_id": offer.pk, "pid": partner.pk})
+    assert response["Location"] == "https://tb.example.com/"
+    assert clicks.target(offer.pk, partner.pk).may_run is False
