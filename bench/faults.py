@@ -1,11 +1,13 @@
 """``make faults`` / ``make faults-short``: lose nothing while parts of the system fail.
 
-While a steady stream of postbacks runs: SIGKILL a worker and start it again,
-restart Redis (append-only, as docker-compose runs it), stop PostgreSQL for a
-few seconds and start it again (the web spools meanwhile). After the stream
-and a drain, every postback answered status 1 must be in the database in a
-final state, conversions must equal valid postbacks, none doubled, the cap not
-overspent. Exits non-zero on any loss.
+While a steady stream of postbacks and one of clicks run: SIGKILL a worker
+and start it again, restart Redis (append-only, as docker-compose runs it),
+stop PostgreSQL for a few seconds and start it again (the web spools
+postbacks and buffers clicks meanwhile). After the streams and a drain, every
+postback answered status 1 must be in the database in a final state,
+conversions must equal valid postbacks, none doubled, the cap not overspent,
+and every click answered with a clickid must be in the click table. Exits
+non-zero on any loss.
 """
 
 import argparse
@@ -14,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from bench import data, load
 from bench.measure import FINAL, new_tag
@@ -31,6 +34,7 @@ class Plan:
     postgres_at: float
     postgres_down: float
     drain_timeout: float
+    click_rate: float
 
 
 FULL = Plan(
@@ -43,6 +47,7 @@ FULL = Plan(
     postgres_at=45,
     postgres_down=6,
     drain_timeout=300,
+    click_rate=30,
 )
 SHORT = Plan(
     rate=20,
@@ -54,6 +59,7 @@ SHORT = Plan(
     postgres_at=25,
     postgres_down=5,
     drain_timeout=150,
+    click_rate=20,
 )
 CAP_LIMIT = 15
 # The fault run's own timings: sweep often, take a killed worker's batch as
@@ -125,6 +131,23 @@ def _drain(stack: Stack, tag: str, timeout: float) -> bool:
     return False
 
 
+def _drain_clicks(timeout: float) -> bool:
+    """Wait until the beat has flushed the click buffer into the table."""
+    from redis.exceptions import RedisError
+
+    from conversions import clickbuffer
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if clickbuffer.pending() == 0:
+                return True
+        except RedisError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
 def run(plan: Plan, write_doc: Path | None) -> int:
     stack = Stack("faults")
     log(f"private servers in {stack.dir}")
@@ -132,7 +155,7 @@ def run(plan: Plan, write_doc: Path | None) -> int:
     data.setup_django(stack.env())
     from django.db.models import Count
 
-    from conversions.models import Conversion, Postback
+    from conversions.models import Click, Conversion, Postback
     from offers.models import CapCounter
 
     offer = data.make_offer("Fault offer")
@@ -164,18 +187,49 @@ def run(plan: Plan, write_doc: Path | None) -> int:
     wait_until(lambda: stack.worker_ready("worker2"), 60, "the workers")
     stack.supervise()
 
-    log(f"streaming {count} postbacks at {plan.rate:.0f}/s for {plan.seconds:.0f} s")
+    click_count = int(plan.click_rate * plan.seconds)
+    click_url = f"{stack.base_url}/click?offer_id={offer.pk}&pid={partner.pk}"
+    clicks_before = Click.objects.count()
+    log(
+        f"streaming {count} postbacks at {plan.rate:.0f}/s and {click_count} clicks at "
+        f"{plan.click_rate:.0f}/s for {plan.seconds:.0f} s"
+    )
     started = time.monotonic()
     events: list = []
     chaos = threading.Thread(target=_faults, args=(stack, plan, started, events), daemon=True)
     chaos.start()
+    click_answers: list = []
+    click_stream = threading.Thread(
+        target=lambda: click_answers.extend(
+            load.fire(
+                [click_url] * click_count,
+                rate=plan.click_rate,
+                concurrency=256,
+                timeout=10,
+                max_seconds=plan.seconds + 5,
+            )
+        ),
+        daemon=True,
+    )
+    click_stream.start()
     answers = load.fire(
         urls, rate=plan.rate, concurrency=512, timeout=10, max_seconds=plan.seconds + 5
     )
+    click_stream.join()
     chaos.join()
-    log(f"stream done in {time.monotonic() - started:.0f} s; draining")
+    log(f"streams done in {time.monotonic() - started:.0f} s; draining")
     drained = _drain(stack, tag, plan.drain_timeout)
+    clicks_drained = _drain_clicks(plan.drain_timeout)
     drain_seconds = time.monotonic() - started - plan.seconds
+    clickids = {
+        parse_qs(urlsplit(a.location).query).get("c", [""])[0]
+        for a in click_answers
+        if a.http_status == 302
+    }
+    clickids.discard("")
+    stored_clickids = set(
+        Click.objects.filter(clickid__in=clickids).values_list("clickid", flat=True)
+    )
 
     answered = {f"{tag}-{a.index}" for a in answers if a.accepted}
     rows = Postback.objects.filter(action_id__startswith=tag)
@@ -212,6 +266,12 @@ def run(plan: Plan, write_doc: Path | None) -> int:
         # Processes that exited by themselves and were started again (compose's restart
         # policy); a Celery worker can exit on a broker restart (kombu AttributeError).
         "restarted_by_supervisor": sum(stack.restarts.values()),
+        "clicks_sent": len(click_answers),
+        "clicks_answered": len(clickids),
+        "clicks_refused": len(click_answers) - len(clickids),
+        "clicks_stored": len(stored_clickids),
+        "clicks_lost": len(clickids - stored_clickids),
+        "clicks_in_table": Click.objects.count() - clicks_before,
         "capped_counted": capped_live,
         "cap_limit": CAP_LIMIT,
         "cap_used": float(cap_used),
@@ -219,7 +279,16 @@ def run(plan: Plan, write_doc: Path | None) -> int:
     problems = []
     if not drained:
         problems.append(f"not drained within {plan.drain_timeout:.0f} s")
-    for key in ("lost", "doubled", "missing_conversions", "invalid_converted", "not_final"):
+    if not clicks_drained:
+        problems.append(f"click buffer not drained within {plan.drain_timeout:.0f} s")
+    for key in (
+        "lost",
+        "doubled",
+        "missing_conversions",
+        "invalid_converted",
+        "not_final",
+        "clicks_lost",
+    ):
         if counts[key]:
             problems.append(f"{key} = {counts[key]}")
     if counts["conversions"] != counts["valid_recorded"]:
@@ -252,8 +321,9 @@ def _write_doc(
         f"Stream: {plan.rate:.0f} postbacks/s for {plan.seconds:.0f} s, each with a unique "
         "action_id; 8 in 10 valid on an open offer, 1 in 10 valid on an offer with a cap of "
         f"{CAP_LIMIT} conversions (overcap declined), 1 in 10 with an unknown clickid "
-        "(must be rejected). Client timeout 10 s, no retries. Faults during the stream "
-        "(seconds from its start):",
+        "(must be rejected). Beside it, "
+        f"{plan.click_rate:.0f} clicks/s on the open offer. Client timeout 10 s, no "
+        "retries. Faults during the streams (seconds from their start):",
         "",
         *[f"- {t:.1f} s: {what}" for t, what in events],
         "",
@@ -269,7 +339,10 @@ def _write_doc(
         "PostgreSQL was down; *dispatched_again* = postbacks dispatched more than once "
         "(killed worker, lost chord callback); *restarted_by_supervisor* = workers or beat "
         "that exited by themselves and were started again, as compose's `restart: "
-        "unless-stopped` does (a Celery worker can exit when the broker restarts).",
+        "unless-stopped` does (a Celery worker can exit when the broker restarts). "
+        "*clicks_lost* = clicks answered 302 with a clickid whose click is not in the table "
+        "after the drain; *clicks_refused* = clicks not answered with a clickid (an offer "
+        "this web process had not seen before PostgreSQL went away cannot be answered).",
         "",
         "| count | value |",
         "| --- | --- |",

@@ -26,6 +26,7 @@ class Answer:
     http_status: int | None
     body: dict | None
     error: str = ""
+    location: str = ""
 
     @property
     def accepted(self) -> bool:
@@ -41,13 +42,22 @@ def _loopback(url: str) -> str:
 async def _one(session, index: int, url: str, started: float, timeout: float) -> Answer:
     sent = time.monotonic()
     try:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+        async with session.get(
+            url, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
+        ) as response:
             text = await response.text()
             try:
                 body = json.loads(text)
             except ValueError:
                 body = None
-            return Answer(index, sent - started, time.monotonic() - sent, response.status, body)
+            return Answer(
+                index,
+                sent - started,
+                time.monotonic() - sent,
+                response.status,
+                body,
+                location=response.headers.get("Location", ""),
+            )
     except TimeoutError:
         return Answer(index, sent - started, None, None, None, "timeout")
     except aiohttp.ClientError as exc:

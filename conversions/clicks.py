@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from offers.models import Offer
@@ -101,7 +101,14 @@ def target(offer_id: int, pid: int) -> Target | None:
         from psycopg.types.numeric import Int8
 
         params.update(offer_id=Int8(offer_id), pid=Int8(pid))
-    row = hotpath.fetch_one(_target_sql(), params, prepare=connection.vendor == "postgresql")
+    try:
+        row = hotpath.fetch_one(_target_sql(), params, prepare=connection.vendor == "postgresql")
+    except DatabaseError:
+        if known is None:
+            raise
+        # The database is away: keep answering with what was last read (the
+        # buffered click waits in Redis until the database is back).
+        return known[0]
     found = Target(row[1], row[2], bool(row[0])) if row else None
     if len(_targets) >= _TARGETS_MAX:
         _targets.clear()

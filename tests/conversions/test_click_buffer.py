@@ -205,6 +205,24 @@ def test_a_connection_redis_dropped_costs_no_click(client, offer, partner, db):
     assert set(Click.objects.values_list("clickid", flat=True)) == {first, second, third}
 
 
+def test_while_the_database_is_away_clicks_on_known_offers_are_still_taken(
+    client, offer, partner, transactional_db, time_machine
+):
+    time_machine.move_to(timezone.now(), tick=False)
+    first = _click(client, offer, partner)
+    time_machine.shift(settings.CLICK_TARGET_TTL + 1)  # the remembered answer is old
+    saved = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = 1  # nothing listens there: PostgreSQL is down
+    try:
+        second = _click(client, offer, partner)
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = saved
+    assert clickbuffer.flush() == 2
+    assert set(Click.objects.values_list("clickid", flat=True)) == {first, second}
+
+
 def test_a_postback_for_a_click_still_in_the_buffer_is_accepted(client, process, offer, partner):
     clickid = _click(client, offer, partner)
     assert not Click.objects.exists()
