@@ -101,6 +101,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_db.sqlite3")}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    # An unreachable database host must fail a connect in seconds (the accept
+    # path then spools), not after the operating system's TCP timeout.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3)
+    )
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # Skips the health check for a connection proven in the last second.
@@ -281,14 +286,18 @@ CLICK_COUNTRY_HEADER = env.str("CLICK_COUNTRY_HEADER", default="HTTP_CF_IPCOUNTR
 # database server (not a restart) can lose the clicks of its last ~0.6 s;
 # postbacks, conversions and everything else always wait for the flush.
 CLICK_SYNCHRONOUS_COMMIT = env.bool("CLICK_SYNCHRONOUS_COMMIT", default=False)
-# Write-behind (conversions/clickbuffer.py): with PostgreSQL and a Redis cache,
-# a click is appended to a Redis stream (persisted as the cache server
-# persists: docker-compose runs it with an append-only file) and inserted in
-# batches by the worker. Off: one insert per click in the request.
+# Write-behind (conversions/clickbuffer.py): with PostgreSQL and Redis, a click
+# is appended to a Redis stream and inserted in batches by the worker. The
+# stream lives beside Celery's queues (the broker's Redis database, persisted
+# as docker-compose runs it, with an append-only file), not in the cache,
+# which may be cleared. Off: one insert per click in the request.
+CLICK_BUFFER_URL = env.str(
+    "CLICK_BUFFER_URL",
+    default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "",
+)
 CLICK_BUFFER = env.bool(
     "CLICK_BUFFER",
-    default="postgres" in DATABASES["default"]["ENGINE"]
-    and CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache",
+    default="postgres" in DATABASES["default"]["ENGINE"] and bool(CLICK_BUFFER_URL),
 )
 # How often the beat flushes buffered clicks into the table (seconds).
 CLICK_FLUSH_INTERVAL = env.float("CLICK_FLUSH_INTERVAL", default=1.0)
@@ -296,6 +305,9 @@ CLICK_FLUSH_INTERVAL = env.float("CLICK_FLUSH_INTERVAL", default=1.0)
 # not, landing and trafficback URLs) before asking the database again. A change
 # saved in this process applies at once; elsewhere within this many seconds.
 CLICK_TARGET_TTL = env.float("CLICK_TARGET_TTL", default=1.0)
+# While the database cannot be asked, a remembered answer up to this old is
+# still used (the click waits in the buffer); older, the click gets a 500.
+CLICK_TARGET_STALE_MAX = env.float("CLICK_TARGET_STALE_MAX", default=600.0)
 if CLICK_BUFFER:
     CELERY_BEAT_SCHEDULE["flush-clicks"] = {
         "task": "conversions.tasks.flush_clicks",

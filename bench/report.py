@@ -192,7 +192,11 @@ def markdown(results: dict, names: dict[str, str]) -> str:
         f"{clk['backlog']['median']:.0f} clicks) is flushed at once, and that time (median "
         f"{clk['flush_s']['median']:.2f} s) is added to the run's: the rate is clicks stored per "
         f"second. Answered: {_rate(clk['answer_rps'])}. Stored: {clk['stored']} of "
-        f"{clk['answered']} clicks answered 302 ({clk['lost']} missing).",
+        f"{clk['answered']} clicks answered 302 ({clk['lost']} missing; wrk does not see the "
+        "answers it cuts off at its deadline, so a few more are stored than it counts; "
+        "`make faults` checks every click by its clickid). All clicks are for one offer and "
+        "one partner: each web process asks the database about an (offer, partner) pair "
+        "once per `CLICK_TARGET_TTL` (1 s).",
         "",
         "| endpoint | requests/s | p50 | p99 | errors |",
         "| --- | --- | --- | --- | --- |",

@@ -1,21 +1,24 @@
 """Write-behind for clicks: the request appends to a Redis stream, the worker inserts in batches.
 
 A click answered 302 must be kept, and recording it must not cost the request
-a database round trip. With CLICK_BUFFER on (PostgreSQL and a Redis cache),
-the click view appends the whole row to a Redis stream (one XADD) and the
-worker moves the stream into the table in batches of up to FLUSH_BATCH rows:
-every CLICK_FLUSH_INTERVAL through the beat, and at once when a postback
-names a clickid the table does not have yet (conversions/checks.py).
+a database round trip. With CLICK_BUFFER on (PostgreSQL and Redis), the click
+view appends the whole row to a Redis stream (one XADD) and the worker moves
+the stream into the table in batches of up to FLUSH_BATCH rows: every
+CLICK_FLUSH_INTERVAL through the beat, and at once when a postback names a
+clickid the table does not have yet (conversions/checks.py).
 
 Nothing is lost or doubled between the two:
 
 - Flushes take one PostgreSQL advisory lock, so they run one at a time and
   each reads the stream from its start. Entries are deleted (XDEL, by id) only
   after the transaction that inserted them has committed; a flush that dies
-  in between leaves them to the next one.
+  in between leaves them to the next one. So an empty stream means every
+  click appended so far is in the table.
 - The insert is ``ON CONFLICT (clickid) DO NOTHING``: an entry read twice is
   stored once. A click whose offer or partner was deleted before the flush is
-  dropped, not allowed to fail the whole batch.
+  dropped. A row the table refuses does not hold up the others: the batch is
+  inserted row by row and the refused one is moved to the REJECTED_KEY stream
+  and logged.
 - If Redis cannot take a click, the request inserts it itself (conversions/
   clicks.py) and stops trying Redis for BACKOFF seconds.
 
@@ -34,14 +37,16 @@ import time
 from datetime import datetime
 
 from django.conf import settings
-from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 
 from .models import SUB_FIELDS, Click
 
 log = logging.getLogger(__name__)
 
-STREAM_KEY = "clicks:buffer"
+STREAM_KEY = "affise:clicks:buffer"
+# Entries the table refused (should never happen: only this module writes the
+# stream), kept for an operator with the reason.
+REJECTED_KEY = "affise:clicks:rejected"
 FLUSH_BATCH = 1000
 # pg_advisory_xact_lock key of the flush ("clicks" in ASCII).
 LOCK_ID = 0x636C69636B73
@@ -58,25 +63,41 @@ CLICKID_RE = re.compile(r"[0-9a-f]{24}")
 
 
 class _Stream:
-    """The stream's key and a Redis client made once per process (as dispatch's flag).
+    """The stream's Redis client, made once per process.
 
-    ``append`` runs on a connection of its own per thread, made from the same
-    pool settings: through the client, redis-py's pool and retry layers cost
-    twice the command itself, and this is the click's only round trip.
+    ``append`` runs on a connection of its own per thread, made with the same
+    settings: through the client, redis-py's pool and retry layers cost twice
+    the command itself, and this is the click's only round trip.
     """
 
     def __init__(self) -> None:
-        self.key = cache.make_and_validate_key(STREAM_KEY)
-        self.client = cache._cache.get_client(self.key, write=True)
+        import redis
+
+        self.key = STREAM_KEY
+        self.client = redis.Redis.from_url(
+            settings.CLICK_BUFFER_URL, socket_connect_timeout=1, socket_timeout=1
+        )
         self._local = threading.local()
 
     def append(self, text: str) -> None:
+        from redis.exceptions import ConnectionError
+
         conn = getattr(self._local, "conn", None)
-        if conn is None or self._local.pid != os.getpid():
+        fresh = conn is None or self._local.pid != os.getpid()
+        if fresh:
             pool = self.client.connection_pool
             conn = self._local.conn = pool.connection_class(**pool.connection_kwargs)
             self._local.pid = os.getpid()
         try:
+            conn.send_command("XADD", self.key, "*", "c", text)
+            conn.read_response()
+        except ConnectionError:
+            conn.disconnect()
+            if fresh:
+                raise
+            # A kept connection Redis had closed (a restart, an idle timeout):
+            # once more on a new one. Should the first XADD have landed after
+            # all, the flush meets the clickid twice and stores it once.
             conn.send_command("XADD", self.key, "*", "c", text)
             conn.read_response()
         except BaseException:
@@ -102,9 +123,8 @@ def add(clickid: str, offer_id: int, pid: int, created_at: datetime, fields: dic
     from redis.exceptions import RedisError
 
     values = [clickid, offer_id, pid, created_at.isoformat(), *(fields[f] for f in FIELDS)]
-    stream = _stream()
     try:
-        stream.append(json.dumps(values, separators=(",", ":")))
+        _stream().append(json.dumps(values, separators=(",", ":")))
     except RedisError as exc:
         _blocked_until = time.monotonic() + BACKOFF
         log.warning("click buffer unavailable, inserting clicks directly: %s", exc)
@@ -115,15 +135,22 @@ def add(clickid: str, offer_id: int, pid: int, created_at: datetime, fields: dic
 def flush(*, wait: bool = True, limit: int = 100_000) -> int:
     """Move buffered clicks into the table; returns how many entries were read.
 
-    ``wait`` False gives up at once if another flush is running (the beat's
-    ticks); True waits for it, so that on return every click appended before
-    the call is in the table (a postback naming an unknown clickid).
+    ``wait`` True (a postback names an unknown clickid): waits for a flush
+    running elsewhere and reads up to the newest entry, however many, so that
+    on return every click appended before the call is in the table. ``wait``
+    False (the beat's ticks): gives up at once if another flush is running and
+    reads at most about ``limit`` entries.
     """
     if not enabled():
         return 0
     stream = _stream()
+    newest = stream.client.xrevrange(stream.key, "+", "-", count=1)
+    if not newest:
+        # Entries are deleted only once stored: nothing is waiting.
+        return 0
+    end = newest[0][0]
     start, read = "-", 0
-    while read < limit:
+    while wait or read < limit:
         with transaction.atomic(), connection.cursor() as cursor:
             if wait:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_ID])
@@ -131,18 +158,16 @@ def flush(*, wait: bool = True, limit: int = 100_000) -> int:
                 cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [LOCK_ID])
                 if not cursor.fetchone()[0]:
                     return read
-            entries = stream.client.xrange(stream.key, start, "+", count=FLUSH_BATCH)
+            entries = stream.client.xrange(stream.key, start, end, count=FLUSH_BATCH)
             if not entries:
                 return read
-            rows = _decode(entries)
-            if rows:
-                cursor.execute(_insert_sql(), [rows])
+            _insert(cursor, entries)
             ids = [entry_id for entry_id, _ in entries]
             # Deleted once the rows are committed; inside a caller's transaction
             # (tests, the synchronous mode) when that one commits.
             transaction.on_commit(lambda ids=ids: stream.client.xdel(stream.key, *ids), robust=True)
         read += len(entries)
-        if len(entries) < FLUSH_BATCH:
+        if len(entries) < FLUSH_BATCH or ids[-1] == end:
             break
         start = "(" + _text(ids[-1])
     return read
@@ -160,8 +185,31 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _decode(entries) -> list[str]:
-    """The entries' JSON texts, each checked to be a click as add() writes it."""
+def _insert(cursor, entries) -> None:
+    rows = _decode(entries)
+    if not rows:
+        return
+    try:
+        with transaction.atomic():
+            cursor.execute(_insert_sql(), [[text for _, text in rows]])
+    except (DataError, IntegrityError):
+        # One row the table refuses must not hold up the stream: row by row,
+        # and what is still refused is set aside.
+        for entry_id, text in rows:
+            try:
+                with transaction.atomic():
+                    cursor.execute(_insert_sql(), [[text]])
+            except (DataError, IntegrityError) as exc:
+                _reject(entry_id, text, str(exc).strip())
+
+
+def _reject(entry_id, text: str, reason: str) -> None:
+    log.error("click buffer entry %s set aside in %s: %s", _text(entry_id), REJECTED_KEY, reason)
+    _stream().client.xadd(REJECTED_KEY, {"c": text, "error": reason[:500]})
+
+
+def _decode(entries) -> list[tuple]:
+    """(entry id, JSON text) of the entries that are clicks as add() writes them."""
     rows = []
     for entry_id, data in entries:
         try:
@@ -178,10 +226,9 @@ def _decode(entries) -> list[str]:
             if not all(v is None or isinstance(v, str) for v in values[4:]):
                 raise ValueError("a field is not text")
         except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
-            # Only this module writes the stream; never let one entry block the rest.
-            log.error("dropping unreadable click buffer entry %s: %s", _text(entry_id), exc)
+            _reject(entry_id, repr(data)[:2000], f"unreadable: {exc}")
             continue
-        rows.append(text)
+        rows.append((entry_id, text))
     return rows
 
 

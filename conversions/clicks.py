@@ -104,10 +104,10 @@ def target(offer_id: int, pid: int) -> Target | None:
     try:
         row = hotpath.fetch_one(_target_sql(), params, prepare=connection.vendor == "postgresql")
     except DatabaseError:
-        if known is None:
+        if known is None or not 0 <= now - known[1] < settings.CLICK_TARGET_STALE_MAX:
             raise
-        # The database is away: keep answering with what was last read (the
-        # buffered click waits in Redis until the database is back).
+        # The database is away: keep answering with what was last read, for a
+        # while (the buffered click waits in Redis until the database is back).
         return known[0]
     found = Target(row[1], row[2], bool(row[0])) if row else None
     if len(_targets) >= _TARGETS_MAX:

@@ -7,10 +7,18 @@ from offers.validators import ip_allowed
 
 
 def valid_ip(value: str | None) -> str | None:
+    """The address normalised, or None; an IPv6 zone (``fe80::1%eth0``) is dropped.
+
+    The zone only means something on the sender's host, and PostgreSQL's inet
+    refuses it.
+    """
     try:
-        return str(ipaddress.ip_address((value or "").strip()))
+        address = ipaddress.ip_address((value or "").strip())
     except ValueError:
         return None
+    if getattr(address, "scope_id", None):
+        address = ipaddress.ip_address(str(address).split("%", 1)[0])
+    return str(address)
 
 
 def client_ip(request: HttpRequest) -> str | None:

@@ -10,6 +10,7 @@ import contextlib
 
 from celery import shared_task
 from django.db import DatabaseError
+from redis.exceptions import RedisError
 
 from . import clickbuffer, dispatch, pipeline, services
 from .checks import CHECKS
@@ -18,7 +19,8 @@ RETRIES = 3
 
 
 def _retry_or_give_up(task, ids: list[str], exc: Exception):
-    if isinstance(exc, DatabaseError) and task.request.retries < RETRIES:
+    # Redis too: a check that misses a clickid flushes the click buffer.
+    if isinstance(exc, DatabaseError | RedisError) and task.request.retries < RETRIES:
         raise task.retry(exc=exc, countdown=min(2**task.request.retries, 10))
     # If the database is still away, the sweeper finds the batch as stale.
     with contextlib.suppress(DatabaseError):

@@ -94,7 +94,7 @@ def _fresh_click_path():
     clickbuffer._blocked_until = 0.0
     if settings.CLICK_BUFFER:
         stream = clickbuffer._stream()
-        stream.client.delete(stream.key)
+        stream.client.delete(stream.key, clickbuffer.REJECTED_KEY)
     yield
     clicks.forget_targets()
 

@@ -26,6 +26,11 @@ def stored():
     return Click.objects
 
 
+def assert_no_click():
+    assert clickbuffer.pending() == 0  # nothing buffered either
+    assert not Click.objects.exists()
+
+
 def test_click_records_and_redirects_with_macros_url_encoded(client, offer, partner):
     offer.url = "https://land.example.com/go?c={clickid}&o={offer_id}&p={pid}&s1={sub1}&s8={sub8}"
     offer.save()
@@ -70,7 +75,7 @@ def test_unknown_offer_is_404_and_records_nothing(client, partner):
     assert client.get("/click", {"offer_id": 999999, "pid": partner.pk}).status_code == 404
     assert client.get("/click", {"offer_id": "abc", "pid": partner.pk}).status_code == 404
     assert client.get("/click", {"pid": partner.pk}).status_code == 404
-    assert not stored().exists()
+    assert_no_click()
 
 
 @pytest.mark.parametrize("status", [Partner.Status.DISABLED, Partner.Status.BANNED])
@@ -80,21 +85,21 @@ def test_inactive_partner_goes_to_trafficback(client, make_offer, status):
     response = client.get("/click", {"offer_id": offer.pk, "pid": bad.pk})
     assert response.status_code == 302
     assert response["Location"] == "https://tb.example.com/"
-    assert not stored().exists()
+    assert_no_click()
 
 
 def test_unknown_partner_goes_to_trafficback(client, make_offer):
     offer = make_offer(trafficback_url="https://tb.example.com/")
     response = client.get("/click", {"offer_id": offer.pk, "pid": 424242})
     assert response["Location"] == "https://tb.example.com/"
-    assert not stored().exists()
+    assert_no_click()
 
 
 def test_private_offer_without_access_goes_to_trafficback(client, make_offer, partner):
     offer = make_offer(privacy=Offer.Privacy.PRIVATE, trafficback_url="https://tb.example.com/")
     response = client.get("/click", {"offer_id": offer.pk, "pid": partner.pk})
     assert response["Location"] == "https://tb.example.com/"
-    assert not stored().exists()
+    assert_no_click()
 
 
 def test_private_offer_with_access_redirects_to_landing(client, make_offer, partner):
@@ -117,14 +122,14 @@ def test_paused_or_disabled_offer_goes_to_trafficback(client, make_offer, partne
     response = client.get("/click", {"offer_id": offer.pk, "pid": partner.pk})
     assert response.status_code == 302
     assert response["Location"] == f"https://tb.example.com/?from={partner.pk}"
-    assert not stored().exists()
+    assert_no_click()
 
 
 @pytest.mark.parametrize("status", [Offer.Status.PAUSED, Offer.Status.DISABLED])
 def test_no_trafficback_is_404(client, make_offer, partner, status):
     offer = make_offer(status=status, trafficback_url="")
     assert client.get("/click", {"offer_id": offer.pk, "pid": partner.pk}).status_code == 404
-    assert not stored().exists()
+    assert_no_click()
 
 
 def test_click_is_get_only(client, offer, partner):
@@ -155,3 +160,8 @@ def test_forwarded_for_is_used_only_from_trusted_proxies(client, offer, partner,
         "198.51.100.9",
         "192.0.2.1",
     ]
+
+
+def test_an_ipv6_zone_is_dropped_from_the_address(client, offer, partner):
+    client.get("/click", {"offer_id": offer.pk, "pid": partner.pk}, REMOTE_ADDR="fe80::1%eth0")
+    assert stored().get().ip == "fe80::1"

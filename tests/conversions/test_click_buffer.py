@@ -161,15 +161,54 @@ def test_an_unreadable_entry_is_dropped_and_logged(client, offer, partner, trans
     logged = []
     handler = logging.Handler()
     handler.emit = lambda record: logged.append(record.getMessage())
-    logging.getLogger(clickbuffer.__name__).addHandler(handler)
+    logger = logging.getLogger(clickbuffer.__name__)
+    logger.addHandler(handler)
     stream = clickbuffer._stream()
-    stream.client.xadd(stream.key, {"c": entry})
-    kept = _click(client, offer, partner)
-    assert clickbuffer.flush() == 2
+    try:
+        stream.client.xadd(stream.key, {"c": entry})
+        kept = _click(client, offer, partner)
+        assert clickbuffer.flush() == 2
+    finally:
+        logger.removeHandler(handler)
     assert list(Click.objects.values_list("clickid", flat=True)) == [kept]
-    logging.getLogger(clickbuffer.__name__).removeHandler(handler)
-    assert [m for m in logged if m.startswith("dropping unreadable click buffer entry")]
+    assert [m for m in logged if "set aside" in m and "unreadable" in m]
     assert _stream_ids() == []
+    # Kept, with the reason, for an operator.
+    ((_, rejected),) = stream.client.xrange(clickbuffer.REJECTED_KEY)
+    assert rejected[b"error"].startswith(b"unreadable")
+
+
+def test_a_row_the_table_refuses_is_set_aside_and_the_rest_stored(
+    client, offer, partner, transactional_db
+):
+    now = timezone.now()
+    fields = dict.fromkeys(clickbuffer.FIELDS, "")
+    before = _click(client, offer, partner)
+    assert clickbuffer.add("e" * 24, offer.pk, partner.pk, now, {**fields, "ip": "not an ip"})
+    after = _click(client, offer, partner)
+    assert clickbuffer.flush() == 3
+    assert set(Click.objects.values_list("clickid", flat=True)) == {before, after}
+    assert clickbuffer.pending() == 0
+    stream = clickbuffer._stream()
+    ((_, rejected),) = stream.client.xrange(clickbuffer.REJECTED_KEY)
+    assert json.loads(rejected[b"c"])[0] == "e" * 24
+    assert b"inet" in rejected[b"error"]
+
+
+def test_the_beat_flushes_a_bounded_amount_a_waiting_flush_everything(
+    offer, partner, transactional_db
+):
+    now = timezone.now()
+    fields = {**dict.fromkeys(clickbuffer.FIELDS, ""), "ip": None}
+    count = 2 * clickbuffer.FLUSH_BATCH + 5
+    for i in range(count):
+        assert clickbuffer.add(f"{i:024x}", offer.pk, partner.pk, now, fields)
+    assert clickbuffer.flush(wait=False, limit=clickbuffer.FLUSH_BATCH) == clickbuffer.FLUSH_BATCH
+    assert clickbuffer.pending() == count - clickbuffer.FLUSH_BATCH
+    # A postback waiting for its click: everything appended so far, whatever the limit.
+    assert clickbuffer.flush(limit=1) == count - clickbuffer.FLUSH_BATCH
+    assert Click.objects.count() == count
+    assert clickbuffer.pending() == 0
 
 
 def test_without_redis_a_click_is_stored_in_its_request(client, offer, partner, db, monkeypatch):
@@ -181,28 +220,31 @@ def test_without_redis_a_click_is_stored_in_its_request(client, offer, partner, 
     monkeypatch.setattr(stream, "_local", threading.local())
     first = _click(client, offer, partner)
     assert list(Click.objects.values_list("clickid", flat=True)) == [first]
-    # And while it stays down, the next clicks do not try it again for a moment.
-    assert clickbuffer._blocked_until > 0
+    # Redis is back, but for a moment the clicks do not try it again: while it
+    # is down, every click would wait for the connect timeout.
+    monkeypatch.undo()
     second = _click(client, offer, partner)
     assert set(Click.objects.values_list("clickid", flat=True)) == {first, second}
+    assert clickbuffer.pending() == 0
+    clickbuffer._blocked_until = 0.0  # the moment has passed
+    _click(client, offer, partner)
+    assert clickbuffer.pending() == 1
 
 
-def test_a_connection_redis_dropped_costs_no_click(client, offer, partner, db):
+def test_a_connection_redis_dropped_is_replaced_in_the_same_click(client, offer, partner, db):
     stream = clickbuffer._stream()
     first = _click(client, offer, partner)
-    # Redis closes the click path's connection (a restart, a timeout, CLIENT KILL).
+    # Redis closes the click path's kept connection (a restart, an idle timeout).
     conn = stream._local.conn
     conn.send_command("CLIENT", "ID")
     stream.client.execute_command("CLIENT", "KILL", "ID", conn.read_response())
     second = _click(client, offer, partner)
-    # That click found the connection dead and was stored in its request.
-    assert list(Click.objects.values_list("clickid", flat=True)) == [second]
-    clickbuffer._blocked_until = 0.0  # the moment of backoff has passed
-    third = _click(client, offer, partner)
-    # The next one went through a new connection to the buffer.
+    # The click was appended on a new connection: buffered, no fallback, no backoff.
+    assert clickbuffer._blocked_until == 0.0
+    assert not Click.objects.exists()
     assert len(_stream_ids()) == 2
     assert clickbuffer.flush() == 2
-    assert set(Click.objects.values_list("clickid", flat=True)) == {first, second, third}
+    assert set(Click.objects.values_list("clickid", flat=True)) == {first, second}
 
 
 def test_while_the_database_is_away_clicks_on_known_offers_are_still_taken(
@@ -221,6 +263,24 @@ def test_while_the_database_is_away_clicks_on_known_offers_are_still_taken(
         connection.settings_dict["PORT"] = saved
     assert clickbuffer.flush() == 2
     assert set(Click.objects.values_list("clickid", flat=True)) == {first, second}
+
+
+def test_a_remembered_answer_older_than_the_stale_limit_is_not_used(
+    client, offer, partner, transactional_db, time_machine, settings
+):
+    time_machine.move_to(timezone.now(), tick=False)
+    _click(client, offer, partner)
+    time_machine.shift(settings.CLICK_TARGET_STALE_MAX + 1)
+    saved = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = 1
+    try:
+        with pytest.raises(OperationalError):
+            client.get("/click", {"offer_id": offer.pk, "pid": partner.pk})
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = saved
+    assert clickbuffer.pending() == 1
 
 
 def test_a_postback_for_a_click_still_in_the_buffer_is_accepted(client, process, offer, partner):
