@@ -30,9 +30,7 @@ CLICK_SYNCHRONOUS_COMMIT off.
 import functools
 import json
 import logging
-import os
 import re
-import threading
 import time
 from datetime import datetime
 
@@ -40,6 +38,7 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 
 from .models import SUB_FIELDS, Click
+from .redisconn import KeptConnection
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +62,7 @@ CLICKID_RE = re.compile(r"[0-9a-f]{24}")
 
 
 class _Stream:
-    """The stream's Redis client, made once per process.
-
-    ``append`` runs on a connection of its own per thread, made with the same
-    settings: through the client, redis-py's pool and retry layers cost twice
-    the command itself, and this is the click's only round trip.
-    """
+    """The stream's Redis client, made once per process; ``append`` on a kept connection."""
 
     def __init__(self) -> None:
         import redis
@@ -77,33 +71,11 @@ class _Stream:
         self.client = redis.Redis.from_url(
             settings.CLICK_BUFFER_URL, socket_connect_timeout=1, socket_timeout=1
         )
-        self._local = threading.local()
+        self._kept = KeptConnection(self.client)
 
     def append(self, text: str) -> None:
-        from redis.exceptions import ConnectionError
-
-        conn = getattr(self._local, "conn", None)
-        fresh = conn is None or self._local.pid != os.getpid()
-        if fresh:
-            pool = self.client.connection_pool
-            conn = self._local.conn = pool.connection_class(**pool.connection_kwargs)
-            self._local.pid = os.getpid()
-        try:
-            conn.send_command("XADD", self.key, "*", "c", text)
-            conn.read_response()
-        except ConnectionError:
-            conn.disconnect()
-            if fresh:
-                raise
-            # A kept connection Redis had closed (a restart, an idle timeout):
-            # once more on a new one. Should the first XADD have landed after
-            # all, the flush meets the clickid twice and stores it once.
-            conn.send_command("XADD", self.key, "*", "c", text)
-            conn.read_response()
-        except BaseException:
-            # Whatever state the connection is in, the next append starts afresh.
-            conn.disconnect()
-            raise
+        # Should a retried XADD have landed twice, the flush stores the clickid once.
+        self._kept.execute("XADD", self.key, "*", "c", text)
 
 
 @functools.cache

@@ -21,6 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from .models import Postback
+from .redisconn import KeptConnection
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +48,18 @@ class _PendingFlag:
         backend = settings.CACHES["default"]["BACKEND"]
         self.shared = not any(local in backend for local in ("locmem", "dummy"))
         self.key = cache.make_and_validate_key(NUDGE_KEY)
-        self._client = None
+        self._client = self._kept = None
         redis_client = getattr(getattr(cache, "_cache", None), "get_client", None)
         if backend == "django.core.cache.backends.redis.RedisCache" and redis_client:
             self._client = redis_client(self.key, write=True)
+            self._kept = KeptConnection(self._client)
 
     def set(self) -> bool:
         """Raise the flag; False if it was already up."""
         if not self.shared:
             return True
-        if self._client is not None:
-            return bool(self._client.set(self.key, 1, nx=True, ex=NUDGE_TTL))
+        if self._kept is not None:
+            return self._kept.execute("SET", self.key, 1, "NX", "EX", NUDGE_TTL) is not None
         return cache.add(NUDGE_KEY, 1, timeout=NUDGE_TTL)
 
     def clear(self) -> None:

@@ -6,7 +6,6 @@ click in its request.
 
 import json
 import logging
-import threading
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,6 +18,7 @@ from django.utils import timezone
 
 from conversions import clickbuffer, clicks, tasks
 from conversions.models import Click, Conversion
+from conversions.redisconn import KeptConnection
 from offers.models import Offer
 
 pytestmark = pytest.mark.skipif(
@@ -213,11 +213,8 @@ def test_the_beat_flushes_a_bounded_amount_a_waiting_flush_everything(
 
 def test_without_redis_a_click_is_stored_in_its_request(client, offer, partner, db, monkeypatch):
     # A client for a port nothing listens on: Redis is down.
-    stream = clickbuffer._stream()
-    monkeypatch.setattr(
-        stream, "client", redis.Redis(port=1, socket_connect_timeout=0.2, socket_timeout=0.2)
-    )
-    monkeypatch.setattr(stream, "_local", threading.local())
+    dead = redis.Redis(port=1, socket_connect_timeout=0.2, socket_timeout=0.2)
+    monkeypatch.setattr(clickbuffer._stream(), "_kept", KeptConnection(dead))
     first = _click(client, offer, partner)
     assert list(Click.objects.values_list("clickid", flat=True)) == [first]
     # Redis is back, but for a moment the clicks do not try it again: while it
@@ -235,7 +232,7 @@ def test_a_connection_redis_dropped_is_replaced_in_the_same_click(client, offer,
     stream = clickbuffer._stream()
     first = _click(client, offer, partner)
     # Redis closes the click path's kept connection (a restart, an idle timeout).
-    conn = stream._local.conn
+    conn = stream._kept._local.conn
     conn.send_command("CLIENT", "ID")
     stream.client.execute_command("CLIENT", "KILL", "ID", conn.read_response())
     second = _click(client, offer, partner)

@@ -142,6 +142,21 @@ def test_the_pending_dispatch_flag_coalesces_until_the_dispatcher_clears_it():
     flag.clear()
 
 
+@pytest.mark.skipif(not dispatch.pending_flag().shared, reason="a cache local to the process")
+def test_the_pending_flag_survives_redis_closing_its_connection():
+    flag = dispatch.pending_flag()
+    flag.clear()
+    assert flag.set() is True
+    conn = flag._kept._local.conn
+    conn.send_command("CLIENT", "ID")
+    flag._client.execute_command("CLIENT", "KILL", "ID", conn.read_response())
+    # The kept connection is dead: the command goes again on a new one.
+    assert flag.set() is False
+    flag.clear()
+    assert flag.set() is True
+    flag.clear()
+
+
 @postgres_only
 def test_the_click_and_postback_tables_carry_no_like_indexes(db):
     # Every index is paid on every insert of the two hottest tables; lookups
