@@ -57,18 +57,14 @@ def _clicks(batch: Batch, *related: str) -> dict[str, Click]:
     wanted = {cid for pb in batch if CLICKID_RE.match(cid := clickid_of(pb))}
     if not wanted:
         return {}
-    found = {
-        c.clickid: c for c in Click.objects.select_related(*related).filter(clickid__in=wanted)
-    }
+    clicks = Click.objects.select_related(*related)
+    found = {c.clickid: c for c in clicks.filter(clickid__in=wanted)}
     if len(found) < len(wanted) and clickbuffer.enabled():
         # A click can still be in the write-behind buffer, or in another
         # check's flush: once this flush returns, it is in the table.
         clickbuffer.flush()
         missing = wanted - found.keys()
-        found.update(
-            (c.clickid, c)
-            for c in Click.objects.select_related(*related).filter(clickid__in=missing)
-        )
+        found.update((c.clickid, c) for c in clicks.filter(clickid__in=missing))
     return found
 
 

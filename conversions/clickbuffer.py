@@ -34,8 +34,10 @@ import re
 import time
 from datetime import datetime
 
+import redis
 from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
+from redis.exceptions import RedisError
 
 from .models import SUB_FIELDS, Click
 from .redisconn import KeptConnection
@@ -65,8 +67,6 @@ class _Stream:
     """The stream's Redis client, made once per process; ``append`` on a kept connection."""
 
     def __init__(self) -> None:
-        import redis
-
         self.key = STREAM_KEY
         self.client = redis.Redis.from_url(
             settings.CLICK_BUFFER_URL, socket_connect_timeout=1, socket_timeout=1
@@ -92,8 +92,6 @@ def add(clickid: str, offer_id: int, pid: int, created_at: datetime, fields: dic
     global _blocked_until
     if time.monotonic() < _blocked_until:
         return False
-    from redis.exceptions import RedisError
-
     values = [clickid, offer_id, pid, created_at.isoformat(), *(fields[f] for f in FIELDS)]
     try:
         _stream().append(json.dumps(values, separators=(",", ":")))

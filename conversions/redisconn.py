@@ -10,6 +10,8 @@ client's settings (timeouts, credentials, database).
 import os
 import threading
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 
 class KeptConnection:
     def __init__(self, client) -> None:
@@ -18,8 +20,6 @@ class KeptConnection:
 
     def execute(self, *args):
         """Send one command and return its reply; raises redis-py's errors."""
-        from redis.exceptions import ConnectionError
-
         conn = getattr(self._local, "conn", None)
         fresh = conn is None or self._local.pid != os.getpid()
         if fresh:
@@ -30,7 +30,7 @@ class KeptConnection:
         try:
             conn.send_command(*args)
             return conn.read_response()
-        except ConnectionError:
+        except RedisConnectionError:
             conn.disconnect()
             if fresh:
                 raise

@@ -115,6 +115,16 @@ def wait_for(predicate: Callable[[], object], timeout: float = 20.0, what: str =
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def another_session(*, autocommit: bool = False):
+    """A PostgreSQL connection of its own to the test database, as another process has."""
+    import psycopg
+
+    options = connections["default"].get_connection_params()
+    options.pop("cursor_factory", None)
+    options.pop("prepare_threshold", None)
+    return psycopg.connect(**options, autocommit=autocommit)
+
+
 def run_concurrently(count: int, target) -> list:
     """Run ``target(i)`` in ``count`` threads released at once; re-raise any error."""
     barrier = threading.Barrier(count)

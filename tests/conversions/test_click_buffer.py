@@ -4,12 +4,12 @@ Needs PostgreSQL and a Redis cache (CI); the embedded default stores each
 click in its request.
 """
 
+import contextlib
 import json
 import logging
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
-import psycopg
 import pytest
 import redis
 from django.conf import settings
@@ -20,6 +20,8 @@ from conversions import clickbuffer, clicks, tasks
 from conversions.models import Click, Conversion
 from conversions.redisconn import KeptConnection
 from offers.models import Offer
+
+from ..conftest import another_session
 
 pytestmark = pytest.mark.skipif(
     not settings.CLICK_BUFFER, reason="the click buffer needs PostgreSQL and a Redis cache"
@@ -38,12 +40,17 @@ def _stream_ids() -> list[str]:
     return [entry_id.decode() for entry_id, _ in stream.client.xrange(stream.key)]
 
 
-def _another_session() -> psycopg.Connection:
-    """A connection of its own, as another process has."""
-    options = connection.get_connection_params()
-    options.pop("cursor_factory", None)
-    options.pop("prepare_threshold", None)
-    return psycopg.connect(**options)
+@contextlib.contextmanager
+def _database_away():
+    """PostgreSQL is down for this connection: nothing listens where it connects."""
+    saved = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = 1
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict["PORT"] = saved
 
 
 def test_a_click_is_answered_from_the_buffer_and_stored_by_the_flush(
@@ -94,7 +101,7 @@ def test_a_flush_that_failed_leaves_its_entries_for_the_next(
     client, offer, partner, transactional_db
 ):
     clickid = _click(client, offer, partner)
-    with _another_session() as other, connection.cursor() as cursor:
+    with another_session() as other, connection.cursor() as cursor:
         # The flush's insert cannot get the table: its transaction fails.
         other.execute(f"LOCK TABLE {Click._meta.db_table} IN ACCESS EXCLUSIVE MODE")
         cursor.execute("SET lock_timeout = '50ms'")
@@ -112,7 +119,7 @@ def test_flushes_run_one_at_a_time_and_the_beat_does_not_wait(
     client, offer, partner, transactional_db
 ):
     _click(client, offer, partner)
-    with _another_session() as other:
+    with another_session() as other:
         other.execute("SELECT pg_advisory_xact_lock(%s)", [clickbuffer.LOCK_ID])
         # Another flush holds the lock: the beat's tick leaves the work to it.
         assert tasks.flush_clicks() == 0
@@ -250,14 +257,8 @@ def test_while_the_database_is_away_clicks_on_known_offers_are_still_taken(
     time_machine.move_to(timezone.now(), tick=False)
     first = _click(client, offer, partner)
     time_machine.shift(settings.CLICK_TARGET_TTL + 1)  # the remembered answer is old
-    saved = connection.settings_dict["PORT"]
-    connection.close()
-    connection.settings_dict["PORT"] = 1  # nothing listens there: PostgreSQL is down
-    try:
+    with _database_away():
         second = _click(client, offer, partner)
-    finally:
-        connection.close()
-        connection.settings_dict["PORT"] = saved
     assert clickbuffer.flush() == 2
     assert set(Click.objects.values_list("clickid", flat=True)) == {first, second}
 
@@ -268,15 +269,8 @@ def test_a_remembered_answer_older_than_the_stale_limit_is_not_used(
     time_machine.move_to(timezone.now(), tick=False)
     _click(client, offer, partner)
     time_machine.shift(settings.CLICK_TARGET_STALE_MAX + 1)
-    saved = connection.settings_dict["PORT"]
-    connection.close()
-    connection.settings_dict["PORT"] = 1
-    try:
-        with pytest.raises(OperationalError):
-            client.get("/click", {"offer_id": offer.pk, "pid": partner.pk})
-    finally:
-        connection.close()
-        connection.settings_dict["PORT"] = saved
+    with _database_away(), pytest.raises(OperationalError):
+        client.get("/click", {"offer_id": offer.pk, "pid": partner.pk})
     assert clickbuffer.pending() == 1
 
 

@@ -6,12 +6,13 @@ and goes through the ORM.
 
 import time
 
-import psycopg
 import pytest
 from django.db import connection
 
 from conversions import dispatch
 from conversions.models import Click, Postback
+
+from ..conftest import another_session
 
 postgres_only = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="PostgreSQL's connection handling"
@@ -20,10 +21,7 @@ postgres_only = pytest.mark.skipif(
 
 def _from_another_session(sql: str, params=()) -> None:
     """Run ``sql`` on a connection of its own, as another process would."""
-    settings = connection.get_connection_params()
-    settings.pop("cursor_factory", None)
-    settings.pop("prepare_threshold", None)
-    with psycopg.connect(**settings, autocommit=True) as other:
+    with another_session(autocommit=True) as other:
         other.execute(sql, params)
 
 
