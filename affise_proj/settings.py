@@ -319,6 +319,11 @@ PARTNER_POSTBACK_RETRY_DELAYS = env.list(
     "PARTNER_POSTBACK_RETRY_DELAYS", cast=int, default=[60, 300, 900, 3600, 10800, 21600, 43200]
 )
 PARTNER_POSTBACK_ALLOW_PRIVATE = env.bool("PARTNER_POSTBACK_ALLOW_PRIVATE", default=False)
+# Non-public "address:port" pairs (IPv6 in brackets) partner postbacks may call
+# all the same: make run names the app's own, for the demo partner's receiver.
+PARTNER_POSTBACK_ALLOWED_TARGETS = env.list("PARTNER_POSTBACK_ALLOWED_TARGETS", default=[])
+# The demo partner's receiver (/demo/partner-postback) answers only when this is on.
+DEMO = env.bool("DEMO", default=False)
 PARTNER_POSTBACK_TIMEOUT = env.float("PARTNER_POSTBACK_TIMEOUT", default=10.0)
 PARTNER_POSTBACK_DISABLE_AFTER = env.int("PARTNER_POSTBACK_DISABLE_AFTER", default=20)
 

@@ -324,6 +324,7 @@ def attempt(delivery_id: int) -> str:
         row.url,
         timeout=settings.PARTNER_POSTBACK_TIMEOUT,
         allow_private=settings.PARTNER_POSTBACK_ALLOW_PRIVATE,
+        allowed_targets=settings.PARTNER_POSTBACK_ALLOWED_TARGETS,
     )
     row.status_code = result.status_code
     row.response = result.body.decode("utf-8", errors="replace")[:STORED_RESPONSE_CHARS]

@@ -11,6 +11,7 @@ MAX_RESPONSE_BYTES of the answer are read.
 import ipaddress
 import socket
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import httpx
@@ -44,10 +45,37 @@ class LookupFailed(Exception):
     """The host name did not resolve: retried, DNS may come back."""
 
 
+NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 address carries, which a relay or gateway would reach.
+
+    6to4 (2002:aabb:ccdd::/48), Teredo (2001::/32: its server and its client,
+    the client's bits inverted) and NAT64's well-known prefix (64:ff9b::a.b.c.d).
+    """
+    if ip.sixtofour:
+        return [ip.sixtofour]
+    if ip.teredo:
+        return list(ip.teredo)
+    if ip in NAT64_PREFIX:
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    return []
+
+
 def blocked_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Loopback, private, link-local (cloud metadata), reserved, multicast, unspecified."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        return blocked_address(ip.ipv4_mapped)
+    """Loopback, private, link-local (cloud metadata), reserved, multicast, unspecified.
+
+    An IPv6 address that embeds an IPv4 address is judged by that address too:
+    the standard library's tables call some of these ranges global (6to4 on
+    Python 3.11), and a relay would deliver the call to the IPv4 address.
+    """
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped:
+            # The socket dials the IPv4 address itself.
+            return blocked_address(ip.ipv4_mapped)
+        if any(blocked_address(inner) for inner in embedded_ipv4(ip)):
+            return True
     return (
         ip.is_private
         or ip.is_loopback
@@ -60,8 +88,19 @@ def blocked_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     )
 
 
-def resolve(host: str, port: int, allow_private: bool) -> list[str]:
-    """Resolve ``host`` and check every address; returns the addresses to connect to."""
+def _address_and_port(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> str:
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+
+
+def resolve(
+    host: str, port: int, allow_private: bool, allowed_targets: Collection[str] = ()
+) -> list[str]:
+    """Resolve ``host`` and check every address; returns the addresses to connect to.
+
+    ``allowed_targets`` names non-public ``address:port`` pairs that pass all
+    the same (PARTNER_POSTBACK_ALLOWED_TARGETS: the app's own address in the
+    demo); only that exact address and port, nothing else on the host.
+    """
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
@@ -72,7 +111,10 @@ def resolve(host: str, port: int, allow_private: bool) -> list[str]:
     if not allow_private:
         for address in addresses:
             # Scoped IPv6 addresses come back as "fe80::1%eth0".
-            if blocked_address(ipaddress.ip_address(address.split("%", 1)[0])):
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+            if _address_and_port(ip, port) in allowed_targets:
+                continue
+            if blocked_address(ip):
                 raise Refused(f"Refused: {host} resolves to {address}, a non-public address")
     return addresses
 
@@ -85,7 +127,9 @@ def _is_ip_literal(host: str) -> bool:
     return True
 
 
-def _requests(method: str, url: str, allow_private: bool) -> list[tuple[httpx.URL, dict, dict]]:
+def _requests(
+    method: str, url: str, allow_private: bool, allowed_targets: Collection[str]
+) -> list[tuple[httpx.URL, dict, dict]]:
     """(target URL, headers, request arguments) for each checked address of ``url``'s host."""
     try:
         parsed = httpx.URL(url)
@@ -115,7 +159,7 @@ def _requests(method: str, url: str, allow_private: bool) -> list[tuple[httpx.UR
     # stay the partner's, so virtual hosting and certificate checks work as usual.
     return [
         (parsed.copy_with(host=address), headers, kwargs)
-        for address in resolve(host, port, allow_private)[:MAX_ADDRESSES]
+        for address in resolve(host, port, allow_private, allowed_targets)[:MAX_ADDRESSES]
     ]
 
 
@@ -147,12 +191,19 @@ def _send(client, result, method, target, headers, kwargs, started, timeout) -> 
         _classify(result, response)
 
 
-def call(method: str, url: str, *, timeout: float, allow_private: bool) -> Result:
+def call(
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    allow_private: bool,
+    allowed_targets: Collection[str] = (),
+) -> Result:
     """Make the call and classify it. Never raises for anything the partner's side does."""
     started = time.monotonic()
     result = Result()
     try:
-        requests = _requests(method, url, allow_private)
+        requests = _requests(method, url, allow_private, allowed_targets)
         limits = httpx.Timeout(timeout, connect=min(timeout, 5.0))
         # trust_env=False: no proxy from the environment between us and the checked address.
         with httpx.Client(timeout=limits, follow_redirects=False, trust_env=False) as client:

@@ -13,6 +13,7 @@ from django.utils import timezone
 from werkzeug import Response
 
 from conversions.models import PostbackDelivery
+from partners import outbound
 from partners.models import PartnerPostback
 from partners.tasks import deliver
 
@@ -225,6 +226,45 @@ def test_non_public_addresses_are_refused(
     assert "non-public address" in row.error
     assert row.status_code is None
     assert sent(httpserver) == []
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        # 6to4 (2002::/16) and Teredo (2001::/32) carry an IPv4 address inside;
+        # NAT64's well-known prefix (64:ff9b::/96) too. Loopback, private and
+        # cloud-metadata ones are refused as the IPv4 address itself would be.
+        "2002:7f00:1::",
+        "2002:a01:203::1",
+        "2002:a9fe:a9fe::",
+        "2002:c0a8:1::",
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",
+        "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+        "64:ff9b::7f00:1",
+        "64:ff9b::a9fe:a9fe",
+    ],
+)
+def test_ipv6_addresses_embedding_a_non_public_ipv4_are_refused(address):
+    # Checked without a call: an address that slipped through would be dialled.
+    with pytest.raises(outbound.Refused, match="non-public address"):
+        outbound.resolve(address, 80, allow_private=False)
+
+
+def test_an_allowed_target_passes_the_guard_on_its_port_only(
+    httpserver, make_postback, make_conversion, settings
+):
+    settings.PARTNER_POSTBACK_ALLOW_PRIVATE = False
+    settings.PARTNER_POSTBACK_ALLOWED_TARGETS = [f"127.0.0.1:{httpserver.port}"]
+    httpserver.expect_request("/pb").respond_with_data("ok")
+    make_postback(query="", url=f"http://127.0.0.1:{httpserver.port}/pb")
+    (row,) = deliveries(conversion=make_conversion())
+
+    assert deliver(row.pk) == "delivered"
+
+    allowed = settings.PARTNER_POSTBACK_ALLOWED_TARGETS
+    for host, port in (("127.0.0.1", httpserver.port + 1), ("127.0.0.2", httpserver.port)):
+        with pytest.raises(outbound.Refused, match="non-public address"):
+            outbound.resolve(host, port, allow_private=False, allowed_targets=allowed)
 
 
 def test_unresolvable_host_is_retried(make_postback, make_conversion, settings):
