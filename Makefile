@@ -17,11 +17,15 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The admin login is printed again last, above the processes' logs. The demo
+# partner's postbacks go to the app itself (DEMO's receiver): that address and
+# port alone may pass the partner postback guard.
 run: install
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py seed_demo --base-url http://127.0.0.1:$(PORT) --admin-password "$$($(BIN)/python -c 'from affise_proj.demo import admin_password; print(admin_password())')"
-	PORT=$(PORT) $(BIN)/honcho start -f Procfile.dev
+	@$(BIN)/python -c 'from affise_proj.demo import login_banner; print(login_banner("http://127.0.0.1:$(PORT)"))'
+	PORT=$(PORT) DEMO=1 PARTNER_POSTBACK_ALLOWED_TARGETS=127.0.0.1:$(PORT) $(BIN)/honcho start -f Procfile.dev
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)

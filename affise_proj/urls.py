@@ -2,12 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from affise_proj import demo
 from conversions import views
 
 urlpatterns = [
     path("click", views.click, name="click"),
     path("postback", views.postback, name="postback"),
     path("healthz", views.healthz, name="healthz"),
+    path("demo/partner-postback", demo.partner_postback, name="demo-partner-postback"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("affise_proj.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -82,7 +82,10 @@ class Command(BaseCommand):
             partner=alice,
             offer=None,
             defaults={
-                "url": "https://tracker.example.net/pb?click={clickid}&status={status}&payout={sum}",
+                # The app's own demo receiver, so the panel shows deliveries that
+                # succeed (make run lets this one address past the guard).
+                "url": f"{base_url}/demo/partner-postback"
+                "?click={clickid}&status={status}&payout={sum}",
                 "method": PartnerPostback.Method.GET,
             },
         )
@@ -108,6 +111,9 @@ class Command(BaseCommand):
         out(
             f"  Postback: {base_url}/postback?clickid=<clickid from the redirect>"
             "&goal=1&secure=demo-secret"
+        )
+        out(
+            f"  Alice's partner postbacks go to {base_url}/demo/partner-postback (the demo receiver)"
         )
         out(f"  Admin:    {base_url}/admin/")
         if admin_password:
