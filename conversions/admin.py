@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from import_export.admin import ImportExportMixin
 from import_export.formats.base_formats import CSV
 
+from offers import secrecy
 from offers.models import Goal
 
 from . import dispatch, services
@@ -63,6 +64,13 @@ REJECTION_ERRORS = (
     "Conversion status is not pending",
     "Conversion exists",
 )
+
+
+def _params_block(params: dict) -> str:
+    return format_html(
+        '<pre style="white-space:pre-wrap;margin:0">{}</pre>',
+        json.dumps(params, indent=2, ensure_ascii=False, sort_keys=True),
+    )
 
 
 def badge(value: str, label: str = "") -> str:
@@ -337,13 +345,18 @@ class PostbackAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="parameters as sent")
     def raw_params(self, obj: Postback) -> str:
-        return format_html(
-            '<pre style="white-space:pre-wrap;margin:0">{}</pre>',
-            json.dumps(obj.params, indent=2, ensure_ascii=False, sort_keys=True),
-        )
+        return _params_block(obj.params)
+
+    @admin.display(description="parameters as sent (secure codes masked)")
+    def masked_params(self, obj: Postback) -> str:
+        return _params_block(secrecy.masked_params(obj.params))
 
     def get_readonly_fields(self, request, obj=None):
-        return [f for f in super().get_readonly_fields(request, obj) if f != "params"]
+        fields = [f for f in super().get_readonly_fields(request, obj) if f != "params"]
+        if secrecy.may_read_sent(request.user):
+            return fields
+        # Support reads the parameters, not the secure codes in them (offers/secrecy.py).
+        return ["masked_params" if f == "raw_params" else f for f in fields]
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()

@@ -14,6 +14,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from affise_proj.api_base import DateTimeRangeFilter, StaffModelPermissions
+from offers import secrecy
 from partners import delivery
 
 from . import dispatch, services
@@ -45,6 +46,14 @@ class ClickSerializer(serializers.ModelSerializer):
 
 
 class PostbackSerializer(serializers.ModelSerializer):
+    params = serializers.JSONField(
+        read_only=True,
+        help_text=(
+            "The parameters as sent; secure codes in them are masked for users who "
+            "may not change offers and advertisers."
+        ),
+    )
+
     class Meta:
         model = Postback
         fields = [
@@ -62,6 +71,13 @@ class PostbackSerializer(serializers.ModelSerializer):
             "conversion",
             "processed_at",
         ]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        user = getattr(self.context.get("request"), "user", None)
+        if user is None or not secrecy.may_read_sent(user):
+            data["params"] = secrecy.masked_params(data["params"])
+        return data
 
 
 class ConversionSerializer(serializers.ModelSerializer):

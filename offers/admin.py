@@ -11,6 +11,7 @@ from django.utils import timezone
 from conversions import caps
 from partners.models import OfferAccess
 
+from . import secrecy
 from .models import Advertiser, Cap, Goal, Offer, Payout
 
 PERIOD_WORDS = {Cap.Period.DAY: "today", Cap.Period.MONTH: "this month", Cap.Period.ALL: "in total"}
@@ -34,9 +35,20 @@ def secure_code(offer: Offer) -> str:
     return offer.secure or offer.advertiser.secure or settings.POSTBACK_SECURE
 
 
-def postback_urls(offer: Offer, site: str) -> list[tuple[str, str]]:
-    """(goal, URL) for the advertiser, one per goal; the advertiser's tracker fills the macros."""
+def shown_secure_code(offer: Offer, user) -> str:
+    """The offer's secure code as ``user`` may see it: itself, or a mask (offers/secrecy.py).
+
+    The code is the offer's, else its advertiser's, else the platform's (given
+    out by those who configure offers): reading it takes the change permission
+    of the row it comes from.
+    """
+    owner = Advertiser if not offer.secure and offer.advertiser.secure else Offer
     code = secure_code(offer)
+    return code if secrecy.may_read(user, owner) else secrecy.masked(code)
+
+
+def postback_urls(offer: Offer, site: str, code: str) -> list[tuple[str, str]]:
+    """(goal, URL) for the advertiser, one per goal; the advertiser's tracker fills the macros."""
     secure = f"&secure={code}" if code else ""
     goals = [goal.value for goal in offer.goals.all()] or ["1"]
     return [
@@ -93,8 +105,34 @@ class OfferAccessInline(admin.TabularInline):
     verbose_name_plural = "partners with access (private offers)"
 
 
+class MaskedSecureMixin:
+    """A user who may not change the row sees a mask where its secure code is (support)."""
+
+    def _hides_secure(self, request: HttpRequest, obj) -> bool:
+        return obj is not None and not secrecy.may_read(request.user, self.model)
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, "secure_masked"] if self._hides_secure(request, obj) else fields
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if not self._hides_secure(request, obj):
+            return fields
+        # The mask takes the code's place in the form.
+        return [
+            "secure_masked" if name == "secure" else name
+            for name in fields
+            if name != "secure_masked"
+        ]
+
+    @admin.display(description="secure")
+    def secure_masked(self, obj) -> str:
+        return secrecy.masked(obj.secure) or "-"
+
+
 @admin.register(Advertiser)
-class AdvertiserAdmin(admin.ModelAdmin):
+class AdvertiserAdmin(MaskedSecureMixin, admin.ModelAdmin):
     list_display = ("id", "name", "has_secure", "allowed_ips")
     search_fields = ("name",)
 
@@ -108,7 +146,7 @@ URL_FIELDS = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(Offer)
-class OfferAdmin(admin.ModelAdmin):
+class OfferAdmin(MaskedSecureMixin, admin.ModelAdmin):
     formfield_overrides = URL_FIELDS
     list_display = (
         "id",
@@ -133,7 +171,7 @@ class OfferAdmin(admin.ModelAdmin):
             site = request.build_absolute_uri("/").rstrip("/")
             extra_context = {
                 **(extra_context or {}),
-                "postback_urls": postback_urls(offer, site),
+                "postback_urls": postback_urls(offer, site, shown_secure_code(offer, request.user)),
                 "click_url": click_url(offer, site),
             }
         return super().change_view(request, object_id, form_url, extra_context)

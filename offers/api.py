@@ -16,7 +16,7 @@ from affise_proj.api_base import (
     same_offer,
 )
 
-from . import validators
+from . import secrecy, validators
 from .models import Advertiser, Cap, CapCounter, Goal, Offer, Payout
 
 PERCENT_MAX = Decimal(100)
@@ -31,15 +31,34 @@ def ip_list_field() -> serializers.ListField:
     )
 
 
-class AdvertiserSerializer(ModelValidatingSerializer):
+class MaskedSecureMixin:
+    """``secure`` reads as a mask for users who may not change the row (support)."""
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        # Fails closed: without a request there is no one to show the code to.
+        user = getattr(self.context.get("request"), "user", None)
+        if user is None or not secrecy.may_read(user, self.Meta.model):
+            data["secure"] = secrecy.masked(data["secure"])
+        return data
+
+
+SECURE_HELP = (
+    "Secure code the advertiser sends as secure=; blank = none. Shown as "
+    f'"{secrecy.MASK}" to users who may not change the row.'
+)
+
+
+class AdvertiserSerializer(MaskedSecureMixin, ModelValidatingSerializer):
     allowed_ips = ip_list_field()
 
     class Meta:
         model = Advertiser
         fields = ["id", "name", "secure", "allowed_ips"]
+        extra_kwargs = {"secure": {"help_text": SECURE_HELP}}
 
 
-class OfferSerializer(ModelValidatingSerializer):
+class OfferSerializer(MaskedSecureMixin, ModelValidatingSerializer):
     allowed_ips = ip_list_field()
 
     class Meta:
@@ -61,6 +80,7 @@ class OfferSerializer(ModelValidatingSerializer):
             "default_status",
             "created_at",
         ]
+        extra_kwargs = {"secure": {"help_text": SECURE_HELP}}
 
 
 class GoalSerializer(ModelValidatingSerializer):
