@@ -6,6 +6,7 @@ it. ``DATABASE_URL`` and ``CELERY_BROKER_URL`` switch to PostgreSQL and Redis.
 """
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -50,6 +51,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_results",
     "import_export",
+    "axes",
     "offers",
     "partners",
     "conversions",
@@ -64,6 +66,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "affise_proj.urls"
@@ -124,6 +128,25 @@ if "redis" in CACHES["default"]["BACKEND"].lower():
     # The accept path touches the cache: fail fast, never hang, when Redis is away.
     CACHES["default"].setdefault("OPTIONS", {}).update(socket_connect_timeout=1, socket_timeout=1)
     CACHES["default"]["KEY_PREFIX"] = "affise"
+
+# --- Login throttling (django-axes) ---------------------------------------
+# Every password login (the admin's form, which is also the API's session
+# login) goes through axes first: after LOGIN_FAILURE_LIMIT failures for one
+# username from one address, that pair is refused (429) for LOGIN_COOLOFF_MINUTES,
+# right password or not. Locking the pair, not the username alone, keeps an
+# attacker elsewhere from locking a manager out. Lockouts are listed in the
+# admin (Axes: access attempts) for superusers, who unlock by deleting the
+# row (or `manage.py axes_reset`). Tokens carry no password and are not throttled.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The client's address as the rest of the app sees it (TRUSTED_PROXIES).
+AXES_CLIENT_IP_CALLABLE = "conversions.netutil.client_ip"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
