@@ -14,7 +14,6 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils.html import format_html
 from import_export.admin import ImportExportMixin
-from import_export.formats.base_formats import CSV
 
 from offers import secrecy
 from offers.models import Goal
@@ -23,7 +22,7 @@ from . import dispatch, services
 from .checks import CLICKID_RE
 from .listing import FastListMixin
 from .models import Click, Conversion, Postback, PostbackDelivery
-from .resources import ConversionResource
+from .resources import ConversionResource, FormulaSafeCSV
 
 S = Conversion.Status
 
@@ -205,7 +204,7 @@ class PostbackInline(admin.TabularInline):
 @admin.register(Conversion)
 class ConversionAdmin(FastListMixin, ImportExportMixin, ReadOnlyMixin, admin.ModelAdmin):
     resource_classes = [ConversionResource]
-    formats = [CSV]
+    formats = [FormulaSafeCSV]
     # "Export" downloads the filtered list at once: no intermediate form.
     skip_export_form = True
     list_display = (

@@ -8,10 +8,13 @@ for a conversion that exists is skipped, never overwritten: status changes
 go through the approve / decline / set pending actions.
 """
 
+import re
 from decimal import Decimal, InvalidOperation
 
+import tablib
 from django.core.exceptions import ValidationError
 from import_export import fields, resources, widgets
+from import_export.formats.base_formats import CSV
 
 from offers.models import Goal, Offer, Payout
 from partners.models import Partner
@@ -23,6 +26,36 @@ from .services import MANAGER_DECLINE_REASON
 
 S = Conversion.Status
 IMPORT_STATUSES = (S.APPROVED, S.PENDING, S.DECLINED)
+
+# A cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
+def neutralise(cell):
+    """A cell a spreadsheet would run as a formula, made text with a leading single quote.
+
+    action_id, reason, goal and the like come from advertisers: exported as
+    sent, "=cmd|' /C calc'!A0" would run on a manager's machine. A plain
+    number ("-2.5") is left alone: it cannot be a formula.
+    """
+    if (
+        isinstance(cell, str)
+        and cell.startswith(FORMULA_START)
+        and not PLAIN_NUMBER.fullmatch(cell)
+    ):
+        return "'" + cell
+    return cell
+
+
+class FormulaSafeCSV(CSV):
+    """CSV whose export neutralises formulae (import_export's own option only drops a leading =)."""
+
+    def export_data(self, dataset, **kwargs):
+        safe = tablib.Dataset(
+            *([neutralise(cell) for cell in row] for row in dataset), headers=dataset.headers
+        )
+        return super().export_data(safe, **kwargs)
 
 
 class ClickWidget(widgets.ForeignKeyWidget):

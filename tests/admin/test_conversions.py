@@ -193,6 +193,22 @@ def test_export_writes_the_filtered_list_as_csv(manager_client, many_conversions
     assert set(table[0]) >= {"offer", "partner", "goal", "clickid", "action_id", "sum", "payout"}
 
 
+@pytest.mark.parametrize(
+    "action_id",
+    ["=cmd|' /C calc'!A0", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1+1)*cmd", "\tcmd", "\rcmd"],
+)
+def test_export_escapes_cells_a_spreadsheet_would_run_as_formulae(
+    manager_client, make_conversion, action_id
+):
+    make_conversion(action_id=action_id, reason='=HYPERLINK("http://x")')
+    response = manager_client.get(f"{URL}export/")
+    (row,) = csv.DictReader(io.StringIO(response.content.decode("utf-8-sig")))
+    # OWASP: a leading single quote makes the cell text.
+    assert row["action_id"] == "'" + action_id
+    assert row["reason"] == '\'=HYPERLINK("http://x")'
+    assert row["sum"] == "10.0000"
+
+
 def import_csv(client, text: str):
     upload = SimpleUploadedFile("conversions.csv", text.encode(), content_type="text/csv")
     preview = client.post(f"{URL}import/", {"import_file": upload, "format": "0", "resource": "0"})
