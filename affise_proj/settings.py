@@ -220,7 +220,9 @@ SPECTACULAR_SETTINGS = {
 # CSV import needs the model's add permission, export its view permission.
 IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
-# Import and its preview run in one transaction each: a bad row imports nothing.
+# Import and its preview run in one transaction each, every row in a savepoint:
+# a row refused by validation is reported and left out (conversions/resources.py),
+# an unexpected error rolls the whole file back.
 IMPORT_EXPORT_USE_TRANSACTIONS = True
 # Past this many rows a changelist stops counting (COUNT(*) over millions is a scan).
 ADMIN_COUNT_LIMIT = env.int("ADMIN_COUNT_LIMIT", default=10_000)

@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils.html import format_html
 from import_export.admin import ImportExportMixin
+from import_export.results import RowResult
 
 from offers import secrecy
 from offers.models import Goal
@@ -70,6 +71,10 @@ def _params_block(params: dict) -> str:
         '<pre style="white-space:pre-wrap;margin:0">{}</pre>',
         json.dumps(params, indent=2, ensure_ascii=False, sort_keys=True),
     )
+
+
+def _rows(count: int) -> str:
+    return f"{count} row{'s' if count != 1 else ''}"
 
 
 def badge(value: str, label: str = "") -> str:
@@ -234,6 +239,54 @@ class ConversionAdmin(FastListMixin, ImportExportMixin, ReadOnlyMixin, admin.Mod
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Conversion) -> str:
         return badge(obj.status, obj.get_status_display())
+
+    def import_action(self, request, **kwargs):
+        """import_export's preview, except that refused rows do not hold up the others.
+
+        import_export offers to confirm only a file without a refused row; here
+        the refused rows are listed with their reasons and the rest can be
+        imported (they are, each in its own savepoint: see resources.py).
+        """
+        response = super().import_action(request, **kwargs)
+        context = getattr(response, "context_data", None) or {}
+        result = context.get("result")
+        if (
+            result is None
+            or "confirm_form" in context
+            or result.has_errors()
+            or not result.totals[RowResult.IMPORT_TYPE_NEW]
+        ):
+            return response
+        context["confirm_form"] = self.create_confirm_form(request, import_form=context["form"])
+        refused = len(result.invalid_rows)
+        self.message_user(
+            request,
+            f"{_rows(refused)} refused (listed below with the reasons) will be left out; "
+            f"confirm to import the other {_rows(result.totals[RowResult.IMPORT_TYPE_NEW])}.",
+            messages.WARNING,
+        )
+        return response
+
+    def add_success_message(self, result, request):
+        super().add_success_message(result, request)
+        if not result.invalid_rows:
+            return
+        shown = [
+            f"Row {row.number}: "
+            + "; ".join(
+                f"{field}: {' '.join(errors)}"
+                for field, errors in row.field_specific_errors.items()
+            )
+            for row in result.invalid_rows[:10]
+        ]
+        more = " …" if len(result.invalid_rows) > 10 else ""
+        self.message_user(
+            request,
+            f"{_rows(len(result.invalid_rows))} were refused and not imported. "
+            + " ".join(shown)
+            + more,
+            messages.WARNING,
+        )
 
     @admin.display(description="revenue", ordering="revenue")
     def revenue_amount(self, obj: Conversion) -> str:

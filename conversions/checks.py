@@ -25,6 +25,11 @@ from . import caps, clickbuffer
 from .models import Click, Conversion
 
 CLICKID_RE = re.compile(r"^[0-9a-fA-F]{24}$")
+# DESIGN.md's rejections that the CSV import gives for its rows too (resources.py).
+INVALID_CLICKID = "Click_id: invalid format"
+INVALID_STATUS = "Invalid parameter status"
+INVALID_SUM = "Invalid parameter sum"
+CLICK_NOT_FOUND = "Click not found"
 STATUS_CODES = {"1": "approved", "2": "pending", "3": "declined", "5": "hold"}
 MAX_SUM = Decimal("1e11")
 CUSTOM_FIELDS = tuple(f"custom_field{i}" for i in range(1, 8))
@@ -95,11 +100,11 @@ def check_params(batch: Batch) -> Verdicts:
         if not clickid:
             verdicts[pb["id"]] = {"reject": "Missing mandatory parameter clickid"}
         elif not CLICKID_RE.match(clickid):
-            verdicts[pb["id"]] = {"reject": "Click_id: invalid format"}
+            verdicts[pb["id"]] = {"reject": INVALID_CLICKID}
         elif status and status not in STATUS_CODES:
-            verdicts[pb["id"]] = {"reject": "Invalid parameter status"}
+            verdicts[pb["id"]] = {"reject": INVALID_STATUS}
         elif amount is None:
-            verdicts[pb["id"]] = {"reject": "Invalid parameter sum"}
+            verdicts[pb["id"]] = {"reject": INVALID_SUM}
         else:
             verdict = {
                 "data": {
@@ -127,7 +132,7 @@ def check_click(batch: Batch) -> Verdicts:
     for pb in batch:
         click = clicks.get(clickid_of(pb))
         if click is None:
-            verdicts[pb["id"]] = {"reject": "Click not found"}
+            verdicts[pb["id"]] = {"reject": CLICK_NOT_FOUND}
         else:
             verdicts[pb["id"]] = {
                 "data": {

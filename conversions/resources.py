@@ -1,15 +1,19 @@
 """CSV export and import of conversions (django-import-export).
 
-Export writes the filtered changelist. Import creates conversions a manager
-brings from elsewhere (offer, partner, goal, action_id, clickid, sum,
-status): amounts come from the offer's payout rules as for a postback, and
-each new conversion counts against caps and fires partner postbacks. A row
-for a conversion that exists is skipped, never overwritten: status changes
-go through the approve / decline / set pending actions.
+Export writes the filtered changelist, formulae neutralised. Import creates
+conversions a manager brings from elsewhere (offer, partner, goal, action_id,
+clickid, sum, status): each row is checked as a postback's parameters are,
+with the pipeline's own parsers and words (``Invalid parameter sum`` for a
+negative sum), then against the model (lengths, duplicates); a refused row is
+reported with its reasons and left out, the others import. Amounts come from
+the offer's payout rules as for a postback, and each new conversion counts
+against caps and fires partner postbacks. A row for a conversion that exists
+is skipped, never overwritten: status changes go through the approve /
+decline / set pending actions.
 """
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import tablib
 from django.core.exceptions import ValidationError
@@ -20,7 +24,17 @@ from offers.models import Goal, Offer, Payout
 from partners.models import Partner
 
 from . import caps
-from .checks import STATUS_CODES, amounts, select_payout
+from .checks import (
+    CLICK_NOT_FOUND,
+    CLICKID_RE,
+    INVALID_CLICKID,
+    INVALID_STATUS,
+    INVALID_SUM,
+    STATUS_CODES,
+    amounts,
+    parse_sum,
+    select_payout,
+)
 from .models import Click, Conversion
 from .services import MANAGER_DECLINE_REASON
 
@@ -65,19 +79,49 @@ class ClickWidget(widgets.ForeignKeyWidget):
         super().__init__(Click, field="clickid")
 
     def clean(self, value, row=None, **kwargs):
-        value = (value or "").strip().lower()
+        value = str(value or "").strip()
         if not value:
             return None
+        if not CLICKID_RE.match(value):
+            raise ValueError(INVALID_CLICKID)
         try:
-            return Click.objects.get(clickid=value)
+            return Click.objects.get(clickid=value.lower())
         except Click.DoesNotExist:
-            raise ValueError(f"Click {value} not found") from None
+            raise ValueError(CLICK_NOT_FOUND) from None
+
+
+class SumWidget(widgets.DecimalWidget):
+    """The postback's sum rule (checks.parse_sum): a finite amount, not negative; empty = 0."""
+
+    def clean(self, value, row=None, **kwargs):
+        raw = str(value if value is not None else "").strip()
+        if not raw:
+            return Decimal(0)
+        amount = parse_sum(raw)
+        if amount is None:
+            raise ValueError(INVALID_SUM)
+        return amount
+
+
+class StatusWidget(widgets.CharWidget):
+    """A status as a postback's code (1, 2, 3) or by name; empty = approved."""
+
+    def clean(self, value, row=None, **kwargs):
+        raw = str(value if value is not None else "").strip().lower()
+        status = STATUS_CODES.get(raw, raw) or S.APPROVED
+        if status not in S.values:
+            raise ValueError(INVALID_STATUS)
+        if status not in IMPORT_STATUSES:
+            raise ValueError("Status must be approved, pending or declined (or 1, 2, 3).")
+        return status
 
 
 class ConversionResource(resources.ModelResource):
     offer = fields.Field("offer", "offer", widgets.ForeignKeyWidget(Offer))
     partner = fields.Field("partner", "partner", widgets.ForeignKeyWidget(Partner))
     clickid = fields.Field("click", "clickid", ClickWidget())
+    sum = fields.Field("sum", "sum", SumWidget())
+    status = fields.Field("status", "status", StatusWidget())
 
     class Meta:
         model = Conversion
@@ -100,6 +144,9 @@ class ConversionResource(resources.ModelResource):
         import_id_fields = ()
         skip_unchanged = False
         use_bulk = False
+        # Lengths, choices and the unique constraints checked per row, so a row
+        # the database would refuse is reported, not an error for the whole file.
+        clean_model_instances = True
 
     def get_instance(self, instance_loader, row):
         """The existing conversion this row describes, by the model's unique keys."""
@@ -118,8 +165,9 @@ class ConversionResource(resources.ModelResource):
         return original is not None and original.pk is not None
 
     def before_import_row(self, row, **kwargs):
-        status = str(row.get("status") or "").strip().lower()
-        row["status"] = STATUS_CODES.get(status, status) or S.APPROVED
+        # A missing column counts as empty: approved, sum 0.
+        row.setdefault("status", "")
+        row.setdefault("sum", "")
         row["goal"] = str(row.get("goal") or "1").strip()
         row["action_id"] = str(row.get("action_id") or "").strip()
         for name in ("id", "created_at", "reason", "revenue", "payout", "currency"):
@@ -138,12 +186,6 @@ class ConversionResource(resources.ModelResource):
         for name in ("offer", "partner"):
             if not getattr(conversion, f"{name}_id"):
                 errors[name] = f"Give the {name} id."
-        if conversion.status not in IMPORT_STATUSES:
-            errors["status"] = "Status must be approved, pending or declined (or 1, 2, 3)."
-        try:
-            conversion.sum = Decimal(str(row.get("sum") or 0))
-        except InvalidOperation:
-            errors["sum"] = "Invalid parameter sum"
         if click and (click.offer_id, click.partner_id) != (
             conversion.offer_id,
             conversion.partner_id,

@@ -259,6 +259,40 @@ def test_import_skips_existing_conversions_and_reports_bad_rows(
     assert Conversion.objects.count() == 1
 
 
+def test_import_validates_each_row_as_a_postback_and_imports_the_good_ones(
+    manager_client, offer, partner, click
+):
+    text = (
+        "offer,partner,goal,action_id,clickid,sum,status\n"
+        f"{offer.pk},{partner.pk},1,good-1,,50,approved\n"
+        f"{offer.pk},{partner.pk},1,neg-1,,-500,approved\n"
+        f"{offer.pk},{partner.pk},1,nan-1,,NaN,1\n"
+        f"{offer.pk},{partner.pk},1,bad-status,,5,9\n"
+        f"{offer.pk},{partner.pk},1,bad-click,xyz,5,1\n"
+        f"{offer.pk},{partner.pk},1,no-click,{'f' * 24},5,1\n"
+        f"{offer.pk},{partner.pk},1,{'a' * 256},,5,1\n"
+        f"{offer.pk},{partner.pk},1,good-2,{click.clickid},0,2\n"
+    )
+    preview, confirmed = import_csv(manager_client, text)
+
+    report = preview.content.decode()
+    assert "Invalid parameter sum" in report
+    assert "Invalid parameter status" in report
+    assert "Click_id: invalid format" in report
+    assert "Click not found" in report
+    assert "at most 255 characters" in report
+    assert "6 rows refused" in report
+
+    assert confirmed is not None, "the good rows can be imported"
+    assert sorted(Conversion.objects.values_list("action_id", "status", "sum")) == [
+        ("good-1", "approved", Decimal(50)),
+        ("good-2", "pending", Decimal(0)),
+    ]
+    refused = messages_of(confirmed)
+    assert any("Row 2: sum: Invalid parameter sum" in m for m in refused), refused
+    assert any("6 rows were refused" in m for m in refused), refused
+
+
 def test_import_is_for_managers_only(support_client, manager_client):
     assert support_client.get(f"{URL}import/").status_code == 403
     assert 'class="import_link"' not in support_client.get(URL).content.decode()
