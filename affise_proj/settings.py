@@ -206,6 +206,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # /postback and /click are plain Django views: the hook documents them.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "conversions.openapi.add_machine_endpoints",
+    ],
     # Several models have a "status"/"state": name each choice set after its model.
     "ENUM_NAME_OVERRIDES": {
         "OfferStatusEnum": "offers.models.Offer.Status",

@@ -15,3 +15,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
+
+# JSON for API paths (affise_proj/errors.py).
+handler400 = "affise_proj.errors.bad_request"
+handler403 = "affise_proj.errors.permission_denied"
+handler404 = "affise_proj.errors.not_found"
+handler500 = "affise_proj.errors.server_error"

@@ -18,6 +18,7 @@ from offers import secrecy
 from partners import delivery
 
 from . import dispatch, services
+from .checks import STATUS_CODES
 from .models import Click, Conversion, Postback, PostbackDelivery
 
 CLICKID_RE = "[0-9a-f]{24}"
@@ -161,7 +162,43 @@ class PostbackFilter(django_filters.FilterSet):
         fields = ["state", "clickid", "action_id", "offer", "conversion"]
 
 
+def filter_names(filterset_class: type[django_filters.FilterSet]) -> list[str]:
+    """The query parameters a filter set reads (a date range is two)."""
+    return [
+        name
+        for field, filter_ in filterset_class.base_filters.items()
+        for name in (
+            [f"{field}_after", f"{field}_before"]
+            if isinstance(filter_, DateTimeRangeFilter)
+            else [field]
+        )
+    ]
+
+
+def narrows(filterset: django_filters.FilterSet) -> bool:
+    """Whether any filter was given a value (``?clickid=`` alone filters nothing)."""
+    return any(
+        value not in (None, "", [])
+        and not (isinstance(value, slice) and value.start is None and value.stop is None)
+        for value in filterset.form.cleaned_data.values()
+    )
+
+
+class StatusFilter(django_filters.ChoiceFilter):
+    """A conversion status by name or by a postback's code (1, 2, 3, 5)."""
+
+    def __init__(self, **kwargs):
+        codes = [(code, f"{code} ({name})") for code, name in STATUS_CODES.items()]
+        super().__init__(choices=[*Conversion.Status.choices, *codes], **kwargs)
+
+    def filter(self, qs, value):
+        return super().filter(qs, STATUS_CODES.get(value, value))
+
+
 class ConversionFilter(django_filters.FilterSet):
+    status = StatusFilter(
+        help_text="approved, pending, declined or hold; or as a postback sends it: 1, 2, 3 or 5."
+    )
     click = django_filters.CharFilter(field_name="click__clickid", help_text="The click's clickid.")
     goal = django_filters.CharFilter(lookup_expr="iexact", help_text="Goal value.")
     created_at = DateTimeRangeFilter(help_text="created_at_after / created_at_before (ISO 8601).")
@@ -172,6 +209,8 @@ class ConversionFilter(django_filters.FilterSet):
 
 
 class ClickViewSet(viewsets.ReadOnlyModelViewSet):
+    """Clicks, read by clickid or filtered by offer, partner, sub1, country and time."""
+
     queryset = Click.objects.order_by("-created_at", "-id")
     serializer_class = ClickSerializer
     permission_classes = [StaffModelPermissions]
@@ -181,6 +220,8 @@ class ClickViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class PostbackViewSet(viewsets.ReadOnlyModelViewSet):
+    """Postbacks as received: parameters, state and error; rejected or failed ones can be re-queued."""
+
     queryset = Postback.objects.order_by("-received_at", "-id")
     serializer_class = PostbackSerializer
     permission_classes = [StaffModelPermissions]
@@ -221,19 +262,37 @@ class PostbackViewSet(viewsets.ReadOnlyModelViewSet):
             OpenApiParameter("offer", int),
             OpenApiParameter("received_at_after", OpenApiTypes.DATETIME),
             OpenApiParameter("received_at_before", OpenApiTypes.DATETIME),
+            OpenApiParameter(
+                "all",
+                bool,
+                description="true: re-queue every rejected and failed postback (no filter needed).",
+            ),
         ],
         request=None,
-        responses={202: RequeuedSerializer},
+        responses={202: RequeuedSerializer, 400: ErrorSerializer},
         description=(
             "Re-queue every rejected or failed postback that matches the filters "
-            "(e.g. ?state=rejected&clickid=...). Others are left as they are."
+            "(e.g. ?state=rejected&clickid=...). Others are left as they are. "
+            "Without a filter, all=true is required: a bare call re-queues nothing "
+            "and answers 400."
         ),
     )
     @action(detail=False, methods=["post"], url_path="requeue")
     def requeue_matching(self, request):
-        matching = self.filter_queryset(self.get_queryset()).filter(
-            state__in=[Postback.State.REJECTED, Postback.State.FAILED]
-        )
+        matching = self.filter_queryset(self.get_queryset())
+        filterset = self.filterset_class(request.query_params, queryset=matching, request=request)
+        everything = request.query_params.get("all", "").lower() in ("true", "1")
+        # Valid: filter_queryset above has answered 400 for a bad filter.
+        if not everything and filterset.is_valid() and not narrows(filterset):
+            names = ", ".join(filter_names(self.filterset_class))
+            return Response(
+                {
+                    "detail": "Name at least one filter "
+                    f"({names}), or send all=true to re-queue every rejected and failed postback."
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        matching = matching.filter(state__in=[Postback.State.REJECTED, Postback.State.FAILED])
         ids = list(matching.values_list("pk", flat=True))
         count = 0
         # In slices: one IN list per statement stays within every database's parameter limit.
@@ -249,6 +308,8 @@ class ConversionViewSet(
     mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
+    """Conversions: read and filter; a manager changes the status or resends partner postbacks."""
+
     queryset = Conversion.objects.select_related("click").order_by("-created_at", "-id")
     serializer_class = ConversionSerializer
     permission_classes = [StaffModelPermissions]
@@ -298,6 +359,8 @@ class ConversionViewSet(
 
 
 class PostbackDeliveryViewSet(viewsets.ReadOnlyModelViewSet):
+    """Partner postback deliveries: one row per attempt, with the answer and the next retry."""
+
     queryset = PostbackDelivery.objects.order_by("-created_at", "-id")
     serializer_class = PostbackDeliverySerializer
     permission_classes = [StaffModelPermissions]

@@ -156,6 +156,8 @@ class OfferFilter(django_filters.FilterSet):
 
 
 class AdvertiserViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
+    """Advertisers: who sends postbacks, with the secure code and the IP allow-list their offers check."""
+
     queryset = Advertiser.objects.all()
     serializer_class = AdvertiserSerializer
     permission_classes = [StaffModelPermissions]
@@ -163,6 +165,8 @@ class AdvertiserViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
 
 
 class OfferViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
+    """Offers: landing URL, status, privacy, currency, click lifespans, hold period and default status."""
+
     queryset = Offer.objects.all()
     serializer_class = OfferSerializer
     permission_classes = [StaffModelPermissions]
@@ -170,6 +174,8 @@ class OfferViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
 
 
 class GoalViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
+    """Goals of an offer: the ``goal`` value a postback names (matched case-insensitively)."""
+
     queryset = Goal.objects.all()
     serializer_class = GoalSerializer
     permission_classes = [StaffModelPermissions]
@@ -177,6 +183,8 @@ class GoalViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
 
 
 class PayoutViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
+    """Payouts: revenue and payout per goal, general or per partner and country."""
+
     queryset = Payout.objects.all()
     serializer_class = PayoutSerializer
     permission_classes = [StaffModelPermissions]
@@ -184,6 +192,8 @@ class PayoutViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
 
 
 class CapViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
+    """Caps: limits on conversions or payout per day, month or in total, with current usage."""
+
     queryset = Cap.objects.all()
     serializer_class = CapSerializer
     permission_classes = [StaffModelPermissions]

@@ -65,6 +65,8 @@ class PartnerPostbackSerializer(ModelValidatingSerializer):
 
 
 class PartnerViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
+    """Partners (affiliates): who send clicks and receive partner postbacks."""
+
     queryset = Partner.objects.all()
     serializer_class = PartnerSerializer
     permission_classes = [StaffModelPermissions]
@@ -72,6 +74,8 @@ class PartnerViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
 
 
 class OfferAccessViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
+    """Offer access: the partners approved to run a private offer."""
+
     queryset = OfferAccess.objects.order_by("-id")
     serializer_class = OfferAccessSerializer
     permission_classes = [StaffModelPermissions]
@@ -79,6 +83,8 @@ class OfferAccessViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
 
 
 class PartnerPostbackViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
+    """Partner postbacks: the URLs called when a partner's traffic converts."""
+
     queryset = PartnerPostback.objects.all()
     serializer_class = PartnerPostbackSerializer
     permission_classes = [StaffModelPermissions]
