@@ -147,6 +147,8 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 # The client's address as the rest of the app sees it (TRUSTED_PROXIES).
 AXES_CLIENT_IP_CALLABLE = "conversions.netutil.client_ip"
+# No start-up banner in every command's output; failed logins are still logged.
+AXES_VERBOSE = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
