@@ -3,6 +3,7 @@
 import http.client
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -134,7 +135,7 @@ def gunicorn(django_db_setup, django_db_blocker, tmp_path_factory):
         assert server.poll() is None, "gunicorn exited"
         yield port
     finally:
-        server.terminate()
+        server.send_signal(signal.SIGINT)  # gunicorn's quick shutdown
         server.wait(timeout=30)
 
 
