@@ -220,20 +220,23 @@ def _store_plain(row: Postback) -> bool:
     """The database refused a postback while reachable, which is a bug: store what it takes.
 
     Spooling would not help (the import would meet the same refusal), and an
-    answer of status 1 promises a stored row. So: log the refusal, insert the
-    row again with only what it was sent (the raw params, the method and the
-    time; not the columns copied out of params, nor the address), and report
-    whether that was stored.
+    answer of status 1 promises a stored row. Steps: log the refusal; insert
+    the row again without the columns copied out of params (the raw params,
+    method, time and address stay); if that is refused too, once more without
+    the address; report whether it was stored.
     """
-    log.exception("database refused postback %s; storing its raw parameters only", row.id)
+    log.exception("database refused postback %s; storing it without copied columns", row.id)
     row.clickid = row.action_id = ""
-    row.ip = None
-    try:
-        _store(row)
-    except DatabaseError:
-        log.exception("database refused postback %s again; not recorded", row.id)
-        return False
-    return True
+    for plainer in (False, True):
+        if plainer:
+            row.ip = None
+        try:
+            _store(row)
+        except DatabaseError:
+            log.exception("database refused postback %s again", row.id)
+            continue
+        return True
+    return False
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

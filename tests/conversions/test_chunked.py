@@ -12,13 +12,14 @@ from urllib.parse import quote
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections, connection
 
 from conversions.models import Postback
 
 from ..conftest import wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def call_wsgi(body: bytes, *, terminated: bool = True, content_type: str = "") -> tuple[int, bytes]:
@@ -38,11 +39,16 @@ def call_wsgi(body: bytes, *, terminated: bool = True, content_type: str = "") -
     if terminated:
         environ["wsgi.input_terminated"] = True
     started = []
-    response = application(environ, lambda status, headers, exc_info=None: started.append(status))
+    # As Django's test client does: the test's transaction holds the connection open.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
     try:
+        response = application(environ, lambda status, headers, exc=None: started.append(status))
         content = b"".join(response)
-    finally:
         getattr(response, "close", lambda: None)()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
     return int(started[0].split()[0]), content
 
 
@@ -155,6 +161,7 @@ def post_chunked(port: int, parts: list[bytes]) -> tuple[int, bytes]:
         conn.close()
 
 
+@pytest.mark.django_db(transaction=True)  # rows another process writes and reads
 def test_a_chunked_postback_through_gunicorn_is_recorded_with_its_body(gunicorn):
     status, content = post_chunked(gunicorn, [b"clickid=", b"c" * 24, b"&goal=sale&sum=5"])
     assert status == 200, content
@@ -163,6 +170,7 @@ def test_a_chunked_postback_through_gunicorn_is_recorded_with_its_body(gunicorn)
     assert row.clickid == "c" * 24
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_chunked_postback_over_8kb_through_gunicorn_is_413(gunicorn):
     status, _ = post_chunked(gunicorn, [b"comment="] + [b"x" * 1000] * 9)
     assert status == 413

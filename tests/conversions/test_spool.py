@@ -172,6 +172,15 @@ def test_a_refusal_that_is_not_a_lost_connection_stores_the_postback_without_cop
 
 
 @outside_a_transaction
+def test_a_refused_address_is_dropped_and_the_postback_kept(client):
+    with database_refuses("ip", "192.0.2.44"):
+        response = client.get("/postback", {"clickid": "c" * 24}, REMOTE_ADDR="192.0.2.44")
+    assert response.status_code == 200
+    row = Postback.objects.get(pk=response.json()["id"])
+    assert (row.ip, row.params) == (None, {"clickid": "c" * 24})
+
+
+@outside_a_transaction
 def test_a_postback_the_database_refuses_whole_is_not_answered_status_1(client):
     with database_refuses():
         response = client.get("/postback", {"clickid": "c" * 24})
