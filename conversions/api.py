@@ -18,8 +18,8 @@ from offers import secrecy
 from partners import delivery
 
 from . import dispatch, services
-from .checks import STATUS_CODES
 from .models import Click, Conversion, Postback, PostbackDelivery
+from .params import STATUS_CODES
 
 CLICKID_RE = "[0-9a-f]{24}"
 REQUEUE_SLICE = 1000

@@ -8,10 +8,9 @@ query per table for the whole batch, and write nothing: the callback decides.
 """
 
 import hmac
-import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import Q
@@ -21,18 +20,11 @@ from offers.models import Cap, CapCounter, Goal, Payout
 from offers.validators import ip_allowed
 from partners.models import Partner
 
-from . import caps, clickbuffer
+from . import caps, clickbuffer, params
 from .models import Click, Conversion
+from .params import CLICKID_RE, CUSTOM_FIELDS, parse_sum
 
-CLICKID_RE = re.compile(r"^[0-9a-fA-F]{24}$")
-# DESIGN.md's rejections that the CSV import gives for its rows too (resources.py).
-INVALID_CLICKID = "Click_id: invalid format"
-INVALID_STATUS = "Invalid parameter status"
-INVALID_SUM = "Invalid parameter sum"
 CLICK_NOT_FOUND = "Click not found"
-STATUS_CODES = {"1": "approved", "2": "pending", "3": "declined", "5": "hold"}
-MAX_SUM = Decimal("1e11")
-CUSTOM_FIELDS = tuple(f"custom_field{i}" for i in range(1, 8))
 
 Batch = list[dict]
 Verdicts = dict[str, dict]
@@ -40,13 +32,7 @@ Verdicts = dict[str, dict]
 
 def param(pb: dict, *names: str) -> str:
     """First value of the first parameter present, as a stripped string."""
-    for name in names:
-        value = pb["params"].get(name)
-        if isinstance(value, list):
-            value = value[0] if value else ""
-        if value is not None and value != "":
-            return str(value).strip()
-    return ""
+    return params.raw(pb["params"], *names)
 
 
 def clickid_of(pb: dict) -> str:
@@ -54,7 +40,13 @@ def clickid_of(pb: dict) -> str:
 
 
 def goal_of(pb: dict) -> str:
-    return (param(pb, "goal") or "1")[:64]
+    """The goal as matched against the offer's goals: normalised, not cut."""
+    return params.normalised(pb["params"], "goal")
+
+
+def unknown_goal(pb: dict) -> str:
+    """A goal the offer does not have, as stored on its declined conversion."""
+    return params.value(pb["params"], "goal")
 
 
 def _clicks(batch: Batch, *related: str) -> dict[str, Click]:
@@ -80,49 +72,34 @@ def _per_click(batch: Batch, related: tuple, judge: Callable[[dict, Click], dict
     }
 
 
-def parse_sum(raw: str) -> Decimal | None:
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        return None
-    if not value.is_finite() or value < 0 or value >= MAX_SUM:
-        return None
-    return value.quantize(Decimal("0.0001"))
-
-
 def check_params(batch: Batch) -> Verdicts:
+    """DESIGN.md's rejections 1-3, and every parameter normalised and fitted to its column."""
     verdicts = {}
     for pb in batch:
-        clickid = param(pb, "clickid", "click_id")
-        status = param(pb, "status")
-        raw_sum = param(pb, "sum")
-        amount = parse_sum(raw_sum) if raw_sum else Decimal(0)
-        if not clickid:
-            verdicts[pb["id"]] = {"reject": "Missing mandatory parameter clickid"}
-        elif not CLICKID_RE.match(clickid):
-            verdicts[pb["id"]] = {"reject": INVALID_CLICKID}
-        elif status and status not in STATUS_CODES:
-            verdicts[pb["id"]] = {"reject": INVALID_STATUS}
-        elif amount is None:
-            verdicts[pb["id"]] = {"reject": INVALID_SUM}
-        else:
-            verdict = {
-                "data": {
-                    "status": STATUS_CODES.get(status),
-                    "sum": str(amount),
-                    "sum_sent": bool(raw_sum),
-                    "action_id": param(pb, "action_id")[:255],
-                    "ip": param(pb, "ip")[:64],
-                    "comment": param(pb, "comment")[:1024],
-                    "currency": param(pb, "currency")[:3].upper(),
-                    "custom_fields": {
-                        name: param(pb, name)[:255] for name in CUSTOM_FIELDS if param(pb, name)
-                    },
-                }
+        sent = pb["params"]
+        try:
+            if not params.raw(sent, *params.PARAMS["clickid"].names):
+                raise params.Rejected(params.MISSING_CLICKID)
+            checked = {name: params.value(sent, name) for name in ("clickid", "status", "sum")}
+        except params.Rejected as exc:
+            verdicts[pb["id"]] = {"reject": str(exc)}
+            continue
+        custom = {name: params.value(sent, name) for name in CUSTOM_FIELDS}
+        verdict = {
+            "data": {
+                "status": checked["status"],
+                "sum": str(checked["sum"]),
+                "sum_sent": bool(params.raw(sent, "sum")),
+                "action_id": params.value(sent, "action_id"),
+                "ip": params.value(sent, "ip"),
+                "comment": params.value(sent, "comment"),
+                "currency": params.value(sent, "currency"),
+                "custom_fields": {name: value for name, value in custom.items() if value},
             }
-            if status == "3":
-                verdict["decline"] = "Declined via advertiser's postback"
-            verdicts[pb["id"]] = verdict
+        }
+        if checked["status"] == Conversion.Status.DECLINED:
+            verdict["decline"] = "Declined via advertiser's postback"
+        verdicts[pb["id"]] = verdict
     return verdicts
 
 
@@ -221,7 +198,7 @@ def _with_click_and_goal(batch: Batch, clicks: dict, goals: dict) -> Iterator[tu
     """Each postback with its click and its offer's goal (None where unknown)."""
     for pb in batch:
         click = clicks.get(clickid_of(pb))
-        goal = goals.get((click.offer_id, goal_of(pb).lower())) if click else None
+        goal = goals.get((click.offer_id, goal_of(pb))) if click else None
         yield pb, click, goal
 
 
@@ -258,7 +235,7 @@ def check_payout(batch: Batch) -> Verdicts:
         if rule is None:
             verdicts[pb["id"]] = {
                 "decline": "Payments not found",
-                "data": {"goal": goal.value if goal else goal_of(pb).lower(), "goal_id": None},
+                "data": {"goal": goal.value if goal else unknown_goal(pb), "goal_id": None},
             }
             continue
         revenue, payout = amounts(rule, parse_sum(param(pb, "sum")) or Decimal(0))
@@ -307,8 +284,8 @@ def check_duplicate(batch: Batch) -> Verdicts:
         if click:
             keys[pb["id"]] = conversion_key(
                 click.offer_id,
-                goal.value if goal else goal_of(pb).lower(),
-                param(pb, "action_id")[:255],
+                goal.value if goal else unknown_goal(pb),
+                params.value(pb["params"], "action_id"),
                 click.pk,
             )
     found = conversions_by_key(set(keys.values()))

@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from . import spool
 from .admin import STATUS_COLOURS
 from .models import Conversion, Postback, PostbackDelivery
 
@@ -103,7 +104,8 @@ def top(by: str, since, limit: int = 10) -> list[dict]:
 
 
 def queue_health(now) -> dict:
-    """How the postback pipeline keeps up: waiting, in flight, failed, the oldest waiting."""
+    """How the postback pipeline keeps up: waiting, in flight, failed, the oldest waiting,
+    and the spool (waiting for import, or set aside because the database refused them)."""
     states = dict(
         Postback.objects.filter(state__in=[Postback.State.RECEIVED, Postback.State.PROCESSING])
         .values_list("state")
@@ -139,6 +141,9 @@ def queue_health(now) -> dict:
         "deliveries_failed_last_hour": PostbackDelivery.objects.filter(
             state=PostbackDelivery.State.FAILED, created_at__gte=hour_ago
         ).count(),
+        # This web host's spool: postbacks answered while the database was away.
+        "spooled": spool.pending(),
+        "set_aside": spool.set_aside(),
     }
 
 

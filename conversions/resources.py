@@ -24,18 +24,16 @@ from offers.models import Goal, Offer, Payout
 from partners.models import Partner
 
 from . import caps
-from .checks import (
-    CLICK_NOT_FOUND,
+from .checks import CLICK_NOT_FOUND, amounts, select_payout
+from .models import Click, Conversion
+from .params import (
     CLICKID_RE,
     INVALID_CLICKID,
     INVALID_STATUS,
     INVALID_SUM,
     STATUS_CODES,
-    amounts,
     parse_sum,
-    select_payout,
 )
-from .models import Click, Conversion
 from .services import MANAGER_DECLINE_REASON
 
 S = Conversion.Status

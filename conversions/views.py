@@ -5,8 +5,14 @@ from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import DatabaseError, connection
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotFound,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
@@ -16,38 +22,56 @@ from offers.macros import fill
 from . import clicks, dispatch, hotpath, spool
 from .models import SUB_FIELDS, Postback, new_postback_id
 from .netutil import client_ip
+from .params import postback_columns
 
 log = logging.getLogger(__name__)
+
+
+def _id(value: str) -> str | None:
+    """``value`` if it is an id: ASCII digits that fit a bigint.
+
+    str.isdigit() alone is true for superscripts and other scripts' digits,
+    which int() refuses or reads as another number.
+    """
+    if value.isascii() and value.isdigit() and len(value) <= 18:
+        return value
+    return None
+
+
+def _not_found(message: str) -> HttpResponse:
+    return HttpResponseNotFound(message, content_type="text/plain; charset=utf-8")
 
 
 @require_GET
 def click(request: HttpRequest) -> HttpResponse:
     """Record a click and redirect to the offer, or to trafficback when it may not run."""
-    offer_id = request.GET.get("offer_id", "")
-    pid = request.GET.get("pid", "")
-    if not offer_id.isdigit() or len(offer_id) > 18:
-        raise Http404("Unknown offer")
-    pid = pid if pid.isdigit() and len(pid) <= 18 else "0"
+    offer_id = _id(request.GET.get("offer_id", ""))
+    if offer_id is None:
+        return _not_found("Unknown offer")
+    # Anything but an id is no partner: the click goes to trafficback, as for an unknown one.
+    pid = _id(request.GET.get("pid", "")) or "0"
     # NUL and lone surrogates would make PostgreSQL refuse the whole click.
     subs = {name: _clean(request.GET.get(name, "")[:255]) for name in SUB_FIELDS}
-    country = request.META.get(settings.CLICK_COUNTRY_HEADER, "")[:2].upper()
+    country = request.META.get(settings.CLICK_COUNTRY_HEADER, "")[:2]
     target, clickid = clicks.record(
         int(offer_id),
         int(pid),
         ip=client_ip(request),
         user_agent=_clean(request.META.get("HTTP_USER_AGENT", "")[:512]),
         referrer=_clean(request.META.get("HTTP_REFERER", "")[:1024]),
-        country=country if country.isalpha() and len(country) == 2 else "",
+        country=country.upper()
+        if country.isascii() and country.isalpha() and len(country) == 2
+        else "",
         **subs,
     )
     if target is None:
-        raise Http404("Unknown offer")
+        return _not_found("Unknown offer")
     if clickid is None:
         if target.trafficback_url:
             # Trafficback takes the same macros; there is no click, so no clickid.
             values = {"clickid": "", "offer_id": offer_id, "pid": pid, **subs}
             return HttpResponseRedirect(fill(target.trafficback_url, values))
-        raise Http404("Offer not available")
+        return _not_found("Offer not available")
     target_url = fill(target.url, {"clickid": clickid, "offer_id": offer_id, "pid": pid, **subs})
     return HttpResponseRedirect(target_url)
 
@@ -61,13 +85,16 @@ def _params(request: HttpRequest, body: bytes) -> dict:
         if content_type.startswith("application/json"):
             try:
                 data = json.loads(text)
-            except ValueError:
-                data = None
-            if isinstance(data, dict):
-                pairs += [
-                    (str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in data.items()
-                ]
-            else:
+                if isinstance(data, dict):
+                    pairs += [
+                        (str(k), v if isinstance(v, str) else json.dumps(v))
+                        for k, v in data.items()
+                    ]
+                else:
+                    pairs.append(("_body", text))
+            except (ValueError, RecursionError):
+                # Not JSON, or nested deeper than the parser goes (a few KB
+                # of brackets): recorded as it came, like any unreadable body.
                 pairs.append(("_body", text))
         elif content_type.startswith("multipart/"):
             try:
@@ -93,10 +120,6 @@ def _clean(text: str) -> str:
     if not text.isascii():
         text = text.encode("utf-8", "replace").decode("utf-8")
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
-
-
-def _first(value) -> str:
-    return (value[0] if isinstance(value, list) else value or "")[:255]
 
 
 @csrf_exempt
@@ -128,17 +151,22 @@ def postback(request: HttpRequest) -> HttpResponse:
         ip=client_ip(request),
         method=request.method,
         params=params,
-        clickid=_first(params.get("clickid") or params.get("click_id")),
-        action_id=_first(params.get("action_id")),
+        # Fitted to their columns; the raw values stay in params.
+        **postback_columns(params),
     )
     try:
         _store(row)
-    except DatabaseError:
+    except (OperationalError, InterfaceError):
         # The database is unreachable: keep the postback in the durable local
         # spool; the sweeper imports it with the same id once the database is back.
         log.warning("database unavailable, spooling postback %s", row.id, exc_info=True)
         spool.append(row)
         return JsonResponse({"status": 1, "message": "Postback accepted", "id": row.id})
+    except DatabaseError:
+        if not _store_plain(row):
+            return JsonResponse(
+                {"status": 2, "message": "Postback could not be recorded"}, status=503
+            )
 
     if settings.POSTBACK_PROCESSING == "sync":
         from .pipeline import process_inline
@@ -188,7 +216,35 @@ def _store(row: Postback) -> None:
     hotpath.fetch_one(_insert_postback_sql(), params, prepare=True)
 
 
+def _store_plain(row: Postback) -> bool:
+    """The database refused a postback while reachable, which is a bug: store what it takes.
+
+    Spooling would not help (the import would meet the same refusal), and an
+    answer of status 1 promises a stored row. Steps: log the refusal; insert
+    the row again without the columns copied out of params (the raw params,
+    method, time and address stay); if that is refused too, once more without
+    the address; report whether it was stored.
+    """
+    log.exception("database refused postback %s; storing it without copied columns", row.id)
+    row.clickid = row.action_id = ""
+    for plainer in (False, True):
+        if plainer:
+            row.ip = None
+        try:
+            _store(row)
+        except DatabaseError:
+            log.exception("database refused postback %s again", row.id)
+            continue
+        return True
+    return False
+
+
 def healthz(request: HttpRequest) -> HttpResponse:
+    """200 when the database and broker answer and no spooled postback is set aside.
+
+    Entries waiting in the spool are normal while the database is away; one
+    the database refused waits for an operator, so the host is not healthy.
+    """
     checks = {}
     try:
         with connection.cursor() as cursor:
@@ -197,5 +253,8 @@ def healthz(request: HttpRequest) -> HttpResponse:
     except DatabaseError as exc:
         checks["database"] = f"error: {exc.__class__.__name__}"
     checks["broker"] = dispatch.broker_status()
+    set_aside = spool.set_aside()
+    checks["spool"] = f"error: {set_aside} set aside" if set_aside else "ok"
     healthy = all(value == "ok" for value in checks.values())
-    return JsonResponse(checks, status=200 if healthy else 503)
+    counts = {"spooled": spool.pending(), "set_aside": set_aside}
+    return JsonResponse({**checks, **counts}, status=200 if healthy else 503)

@@ -86,6 +86,12 @@ def celery_session_worker(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_spool(settings, tmp_path):
+    """Each test starts with an empty spool: nothing spooled or set aside by another."""
+    settings.POSTBACK_SPOOL_DIR = tmp_path / "spool"
+
+
+@pytest.fixture(autouse=True)
 def _fresh_click_path():
     """Each test starts with an empty click buffer and nothing remembered of offers."""
     from conversions import clickbuffer, clicks

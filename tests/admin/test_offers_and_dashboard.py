@@ -1,10 +1,13 @@
 """Offers (integration links, inlines, cap usage), partners, the dashboard and the two roles."""
 
+import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
 
+from conversions import spool
 from conversions.models import Postback
 from offers.models import Cap, CapCounter, Goal, Offer
 from partners.models import OfferAccess, PartnerPostback
@@ -175,6 +178,20 @@ def test_dashboard_says_keeping_up_when_nothing_waits(manager_client):
     html = manager_client.get("/admin/dashboard/").content.decode()
     assert "keeping up" in html
     assert "No conversions yet." in html
+
+
+def test_dashboard_shows_the_spool_and_what_it_set_aside(manager_client, settings):
+    spool_dir = Path(settings.POSTBACK_SPOOL_DIR)
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    entry = {"id": "x", "received_at": "2026-01-01T00:00:00+00:00", "method": "GET", "params": {}}
+    (spool_dir / "postbacks.jsonl").write_text(json.dumps(entry) + "\n" + json.dumps(entry) + "\n")
+    (spool_dir / spool.SET_ASIDE_NAME).write_text(
+        json.dumps({"reason": "DataError: value too long", "entry": entry}) + "\n"
+    )
+    html = manager_client.get("/admin/dashboard/").content.decode()
+    assert 'id="q-spooled">2<' in html
+    assert 'id="q-set-aside" class="dash-behind">1<' in html
+    assert "import_spool --retry-set-aside" in html
 
 
 def test_admin_index_links_the_dashboard(support_client):

@@ -117,4 +117,10 @@ def test_sync_mode_answers_with_the_outcome(client, settings, click):
 def test_healthz_reports_database_and_broker(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"database": "ok", "broker": "ok"}
+    assert response.json() == {
+        "database": "ok",
+        "broker": "ok",
+        "spool": "ok",
+        "spooled": 0,
+        "set_aside": 0,
+    }

@@ -78,6 +78,32 @@ def test_unknown_offer_is_404_and_records_nothing(client, partner):
     assert_no_click()
 
 
+@pytest.mark.parametrize("offer_id", ["%C2%B9", "%E2%91%A0", "%D9%A1", "%EF%BC%91", "1%C2%B9"])
+def test_an_offer_id_of_non_ascii_digits_is_a_clear_404(client, partner, offer_id):
+    response = client.get(f"/click?offer_id={offer_id}&pid={partner.pk}")
+    assert response.status_code == 404
+    assert response.content.decode() == "Unknown offer"
+    assert_no_click()
+
+
+def as_digits(number: int, zero: str) -> str:
+    """``number`` written with another script's digits (zero: that script's 0)."""
+    return "".join(chr(ord(zero) + int(d)) for d in str(number))
+
+
+@pytest.mark.parametrize("pid", ["\u00b9", "\u2460", "arabic-indic", "fullwidth"])
+def test_a_pid_of_non_ascii_digits_is_no_partner(client, make_offer, partner, pid):
+    pid = {
+        "arabic-indic": as_digits(partner.pk, "\u0660"),
+        "fullwidth": as_digits(partner.pk, "\uff10"),
+    }.get(pid, pid)
+    offer = make_offer(trafficback_url="https://tb.example.com/?pid={pid}")
+    response = client.get("/click", {"offer_id": offer.pk, "pid": pid})
+    assert response.status_code == 302
+    assert response["Location"] == "https://tb.example.com/?pid=0"
+    assert_no_click()
+
+
 @pytest.mark.parametrize("status", [Partner.Status.DISABLED, Partner.Status.BANNED])
 def test_inactive_partner_goes_to_trafficback(client, make_offer, status):
     offer = make_offer(trafficback_url="https://tb.example.com/")
