@@ -276,19 +276,9 @@ class Stack:
     def start_web(self, workers: int = 4, **env: str) -> None:
         self.spawn(
             "web",
-            [
-                str(VENV_BIN / "gunicorn"),
-                "affise_proj.wsgi",
-                "--bind",
-                f"127.0.0.1:{WEB_PORT}",
-                "--workers",
-                str(workers),
-                "--limit-request-line",
-                "16384",
-                "--backlog",
-                "2048",
-            ],
-            **env,
+            # gunicorn.conf.py, as Procfile.dev, the image and docker-compose run it.
+            [str(VENV_BIN / "gunicorn"), "affise_proj.wsgi"],
+            **{"WEB_BIND": f"127.0.0.1:{WEB_PORT}", "WEB_CONCURRENCY": str(workers), **env},
         )
         wait_until(self.web_up, 30, "gunicorn")
 
