@@ -247,6 +247,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER",
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker waits for its broker as long as it takes (Celery's default gives up
+# after 100 tries, about 45 minutes, and exits): under `make run` (honcho) one
+# process exiting stops them all, and a restarted broker must find its workers.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# On a broker connection loss, tasks already running finish their work (each
+# is idempotent and commits its own transaction) rather than being killed; the
+# message they can no longer acknowledge comes back after the visibility
+# timeout and changes nothing. Celery 6 is to turn this on by default.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # The accept path must answer fast even when the broker is down: fail the
 # publish quickly and leave the row to the sweeper.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
