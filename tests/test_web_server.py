@@ -4,6 +4,7 @@ The size limits a postback meets are gunicorn's and the application's
 together, so they are measured here against a real gunicorn on a free port.
 """
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +52,8 @@ def gunicorn(django_db_setup, tmp_path_factory):
         assert server.poll() is None, (directory / "gunicorn.log").read_text()
         yield url
     finally:
-        server.terminate()
+        # SIGINT: gunicorn's quick shutdown (SIGTERM waits for its workers' graceful exit).
+        server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
 
 
