@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from kombu import Connection
 
 from affise_proj.celery import app
 
@@ -27,7 +28,8 @@ RESTARTS = 2
 
 
 def _send(url: str, seconds: float, tag: str) -> None:
-    with app.connection_for_write(url) as connection:
+    # A connection of its own: the suite's app may be on the filesystem broker.
+    with Connection(url) as connection:
         app.send_task("tests.hold", args=[seconds, tag], connection=connection, ignore_result=True)
 
 
