@@ -5,6 +5,7 @@ filesystem Celery broker under ``var/``, so a machine with only Python can run
 it. ``DATABASE_URL`` and ``CELERY_BROKER_URL`` switch to PostgreSQL and Redis.
 """
 
+import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -278,6 +279,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER",
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker waits for its broker as long as it takes (Celery's default gives up
+# after 100 tries, about 45 minutes, and exits): under `make run` (honcho) one
+# process exiting stops them all, and a restarted broker must find its workers.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# On a broker connection loss, tasks already running finish their work (each
+# is idempotent and commits its own transaction) rather than being killed; the
+# message they can no longer acknowledge comes back after the visibility
+# timeout and changes nothing. Celery 6 is to turn this on by default.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # The accept path must answer fast even when the broker is down: fail the
 # publish quickly and leave the row to the sweeper.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
@@ -331,6 +341,21 @@ CLICK_BUFFER = env.bool(
     "CLICK_BUFFER",
     default="postgres" in DATABASES["default"]["ENGINE"] and bool(CLICK_BUFFER_URL),
 )
+
+
+def _dispatch_flag_url() -> str:
+    """The Redis cache's first server, else the broker's Redis, else none."""
+    cache = CACHES["default"]
+    if cache["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+        return re.split("[;,]", cache["LOCATION"])[0]
+    return CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
+
+
+# The accept path's nudge (conversions/dispatch.py) queues one dispatch task per
+# pending dispatch, not one per postback, through a flag every web process must
+# see: a key in this Redis. Empty (no Redis at all, the embedded default): each
+# process only knows its own postbacks, and each postback queues a dispatch.
+DISPATCH_FLAG_URL = env.str("DISPATCH_FLAG_URL", default=_dispatch_flag_url())
 # How often the beat flushes buffered clicks into the table (seconds).
 CLICK_FLUSH_INTERVAL = env.float("CLICK_FLUSH_INTERVAL", default=1.0)
 # How long a web process reuses an offer's answer for a partner (running or

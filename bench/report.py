@@ -137,7 +137,8 @@ def markdown(results: dict, names: dict[str, str]) -> str:
         "docker-compose's persistence (port 6390), stopped at the end. gunicorn "
         f"`--workers {cfg['web_workers']}` (sync workers), one Celery worker "
         f"`--concurrency {cfg['worker_concurrency']}` plus beat; `DEBUG=0`, `CONN_MAX_AGE=60`, "
-        f"result backend {cfg['result_backend']}. Each figure is the median of "
+        f"result backend {cfg['result_backend']}, cache {cfg.get('cache', 'Redis')}. "
+        f"Each figure is the median of "
         f"{cfg['runs']} runs ({cfg.get('accept_runs', cfg['runs'])} rounds for cases 1 and 5) "
         "with the spread (min-max) in brackets; each ratio is taken within one round, then "
         "the median of the rounds.",

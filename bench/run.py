@@ -22,7 +22,7 @@ from bench.measure import (
     unfinished,
     wait_drained,
 )
-from bench.stack import Stack
+from bench.stack import REDIS_CACHE, Stack
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 # The ratios of cases 1 and 5 are the figures the noise of a shared machine moves
@@ -44,6 +44,10 @@ LIGHT_SECONDS = float(os.environ.get("BENCH_LIGHT_SECONDS", "15"))
 BURST_RATE = float(os.environ.get("BENCH_BURST_RATE", "0"))
 BURST_SECONDS = float(os.environ.get("BENCH_BURST_SECONDS", "6"))
 CLIENT_TIMEOUT = float(os.environ.get("BENCH_CLIENT_TIMEOUT", "5"))
+# A comma-separated subset of the cases (e.g. BENCH_CASES=accept) measures only
+# those and prints their numbers instead of writing the report, which needs all.
+CASES = ("accept", "clicks", "e2e", "keepup", "light", "burst")
+SELECTED = [c for c in os.environ.get("BENCH_CASES", ",".join(CASES)).split(",") if c]
 
 
 def log(message: str) -> None:
@@ -445,34 +449,67 @@ def main() -> int:
             "client_timeout": CLIENT_TIMEOUT,
             "cpus": os.cpu_count(),
             "result_backend": "Redis, with callbacks and failures recorded in the database (the default with a Redis broker)",
+            "cache": "Redis (`CACHE_URL`, database 1)"
+            if REDIS_CACHE
+            else "none (no `CACHE_URL`: each process's memory)",
             "load_before": os.getloadavg(),
         }
     }
+    unknown = set(SELECTED) - set(CASES)
+    if unknown:
+        raise SystemExit(f"unknown BENCH_CASES {sorted(unknown)}; known: {', '.join(CASES)}")
     try:
         stack.start_web(WEB_WORKERS)
-        log("case 1: accept next to the no-op view (web only)")
-        results["accept"] = case_accept(stack, clickids[0])
-        log("case 5: clicks next to the no-op view (web, and the worker flushing clicks)")
-        results["clicks"] = case_clicks(stack, offer.pk, partner.pk)
-        log("case 2: end to end, batched vs batch size 1")
-        results["e2e"] = case_end_to_end(stack, clickids)
-        results["keepup"] = case_keep_up(stack, clickids[0])
+        if "accept" in SELECTED:
+            log("case 1: accept next to the no-op view (web only)")
+            results["accept"] = case_accept(stack, clickids[0])
+        if "clicks" in SELECTED:
+            log("case 5: clicks next to the no-op view (web, and the worker flushing clicks)")
+            results["clicks"] = case_clicks(stack, offer.pk, partner.pk)
+        if "e2e" in SELECTED:
+            log("case 2: end to end, batched vs batch size 1")
+            results["e2e"] = case_end_to_end(stack, clickids)
+        if "keepup" in SELECTED:
+            results["keepup"] = case_keep_up(stack, clickids[0])
         results["config"]["load_mid"] = os.getloadavg()
-        log("case 4: latency at 20/s")
-        results["light"] = case_light_latency(stack, clickids)
-        log("case 3: sync vs async, a burst above capacity")
-        burst_rate = BURST_RATE or round(results["accept"]["postback"]["rps"]["median"] / 4)
-        results["config"]["burst_rate"] = burst_rate
-        results["burst"] = case_sync_vs_async(stack, clickids, burst_rate)
+        if "light" in SELECTED:
+            log("case 4: latency at 20/s")
+            results["light"] = case_light_latency(stack, clickids)
+        if "burst" in SELECTED:
+            log("case 3: sync vs async, a burst above capacity")
+            burst_rate = BURST_RATE
+            if not burst_rate and "accept" in results:
+                burst_rate = round(results["accept"]["postback"]["rps"]["median"] / 4)
+            if not burst_rate:
+                raise SystemExit("BENCH_CASES=burst without accept needs BENCH_BURST_RATE")
+            results["config"]["burst_rate"] = burst_rate
+            results["burst"] = case_sync_vs_async(stack, clickids, burst_rate)
     finally:
         stack.close()
     results["config"]["seconds"] = time.monotonic() - started
     results["config"]["load_after"] = os.getloadavg()
+    if set(SELECTED) != set(CASES):
+        import json
+
+        print(json.dumps(_brief(results), indent=1, default=str))
+        log(f"done in {results['config']['seconds']:.0f} s (cases {', '.join(SELECTED)})")
+        return 0
     from bench.report import write
 
     write(results, out_dir)
     log(f"done in {results['config']['seconds']:.0f} s; wrote {out_dir / 'benchmarks.md'}")
     return 0
+
+
+def _brief(results: dict) -> dict:
+    """The measured numbers without the raw samples (backlog, latencies)."""
+    drop = ("samples", "latencies_ms")
+    return {
+        case: {k: v for k, v in values.items() if k not in drop}
+        if isinstance(values, dict)
+        else values
+        for case, values in results.items()
+    }
 
 
 if __name__ == "__main__":

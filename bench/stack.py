@@ -25,6 +25,9 @@ PG_PORT = int(os.environ.get("BENCH_PG_PORT", "5440"))
 REDIS_PORT = int(os.environ.get("BENCH_REDIS_PORT", "6390"))
 WEB_PORT = int(os.environ.get("BENCH_WEB_PORT", "8790"))
 CELERY_LOGLEVEL = os.environ.get("BENCH_CELERY_LOGLEVEL", "WARNING")
+# The README's production configuration sets DATABASE_URL and CELERY_BROKER_URL
+# only; BENCH_REDIS_CACHE=1 adds a Redis cache (CACHE_URL, database 1).
+REDIS_CACHE = os.environ.get("BENCH_REDIS_CACHE", "") not in ("", "0")
 
 
 def _as_postgres(args: list[str]) -> list[str]:
@@ -230,7 +233,6 @@ class Stack:
         env.update(
             DATABASE_URL=self.database_url,
             CELERY_BROKER_URL=self.redis_url(0),
-            CACHE_URL=self.redis_url(1),
             DJANGO_SETTINGS_MODULE="bench.settings",
             DEBUG="0",
             SECRET_KEY="bench-only-secret-key-not-for-production-use-0123456789abcdef",
@@ -240,6 +242,8 @@ class Stack:
             LOG_LEVEL="WARNING",
             PYTHONUNBUFFERED="1",
         )
+        if REDIS_CACHE:
+            env["CACHE_URL"] = self.redis_url(1)
         env.update(extra)
         return env
 
@@ -272,19 +276,9 @@ class Stack:
     def start_web(self, workers: int = 4, **env: str) -> None:
         self.spawn(
             "web",
-            [
-                str(VENV_BIN / "gunicorn"),
-                "affise_proj.wsgi",
-                "--bind",
-                f"127.0.0.1:{WEB_PORT}",
-                "--workers",
-                str(workers),
-                "--limit-request-line",
-                "16384",
-                "--backlog",
-                "2048",
-            ],
-            **env,
+            # gunicorn.conf.py, as Procfile.dev, the image and docker-compose run it.
+            [str(VENV_BIN / "gunicorn"), "affise_proj.wsgi"],
+            **{"WEB_BIND": f"127.0.0.1:{WEB_PORT}", "WEB_CONCURRENCY": str(workers), **env},
         )
         wait_until(self.web_up, 30, "gunicorn")
 

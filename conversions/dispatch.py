@@ -13,9 +13,9 @@ import os
 import time
 from datetime import timedelta
 
+import redis
 from celery import chord, current_app
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -25,7 +25,7 @@ from .redisconn import KeptConnection
 
 log = logging.getLogger(__name__)
 
-NUDGE_KEY = "postbacks:dispatch-pending"
+NUDGE_KEY = "affise:postbacks:dispatch-pending"
 NUDGE_TTL = 2
 # After a failed publish, skip publishing for a moment: while the broker is
 # down every request would otherwise wait for the connect timeout.
@@ -36,37 +36,32 @@ _publish_blocked_until = 0.0
 class _PendingFlag:
     """ "A dispatch is queued and has not started claiming yet", shared by all processes.
 
-    Through Django's cache (one SET NX EX), but with Django's Redis cache the
-    Redis client is made once per process: the cache builds a new client
-    object for every call, which cost about as much as the rest of the accept
-    path. Same servers, options and key as the cache API. A cache local to the
-    process cannot coalesce across processes: every postback queues its own
-    dispatch.
+    One SET NX EX in the Redis of DISPATCH_FLAG_URL (by default the Redis
+    cache's, else the broker's), sent on a connection kept per thread
+    (conversions/redisconn.py): through a client's pool it cost about as much
+    as the rest of the accept path. Without Redis the flag cannot be shared
+    between processes: ``set`` always answers True and every postback queues
+    its own dispatch.
     """
 
     def __init__(self) -> None:
-        backend = settings.CACHES["default"]["BACKEND"]
-        self.shared = not any(local in backend for local in ("locmem", "dummy"))
-        self.key = cache.make_and_validate_key(NUDGE_KEY)
-        self._client = self._kept = None
-        redis_client = getattr(getattr(cache, "_cache", None), "get_client", None)
-        if backend == "django.core.cache.backends.redis.RedisCache" and redis_client:
-            self._client = redis_client(self.key, write=True)
-            self._kept = KeptConnection(self._client)
+        url = settings.DISPATCH_FLAG_URL
+        self.shared = bool(url)
+        self.key = NUDGE_KEY
+        self.client = self._kept = None
+        if url:
+            self.client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+            self._kept = KeptConnection(self.client)
 
     def set(self) -> bool:
         """Raise the flag; False if it was already up."""
-        if not self.shared:
+        if self._kept is None:
             return True
-        if self._kept is not None:
-            return self._kept.execute("SET", self.key, 1, "NX", "EX", NUDGE_TTL) is not None
-        return cache.add(NUDGE_KEY, 1, timeout=NUDGE_TTL)
+        return self._kept.execute("SET", self.key, 1, "NX", "EX", NUDGE_TTL) is not None
 
     def clear(self) -> None:
-        if self._client is not None:
-            self._client.delete(self.key)
-        elif self.shared:
-            cache.delete(NUDGE_KEY)
+        if self.client is not None:
+            self.client.delete(self.key)
 
 
 @functools.cache
@@ -78,8 +73,8 @@ def pending_flag() -> _PendingFlag:
 def nudge() -> None:
     """Ask a worker to dispatch received postbacks; never raises.
 
-    With a shared cache, one dispatch task is queued per pending dispatch, not
-    one per postback: the accept path stays a single insert plus one cache
+    With the flag in Redis, one dispatch task is queued per pending dispatch,
+    not one per postback: the accept path stays a single insert plus one Redis
     round trip. The dispatcher clears the flag *before* it claims, so a
     postback that finds the flag up is always seen by that claim.
     """

@@ -4,15 +4,20 @@ The suite runs against whatever the environment names: PostgreSQL and Redis
 in CI (.ci/run), the embedded SQLite file and filesystem broker otherwise.
 """
 
+import os
 import shutil
+import socket
+import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+import redis
 from django.conf import settings
 from django.db import connections
 
@@ -221,3 +226,85 @@ def send(client):
         return body.get("id", "")
 
     return send_
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free loopback port, stopped and started at will."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def client(self, db: int = 0) -> redis.Redis:
+        return redis.Redis(port=self.port, db=db, socket_connect_timeout=1, socket_timeout=5)
+
+    def up(self) -> bool:
+        try:
+            return self.client().ping()
+        except redis.ConnectionError:
+            return False
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", str(self.dir)),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for(self.up, 10, "redis-server to answer")
+
+    def stop(self) -> None:
+        """SIGTERM, as a restart of the server sends: Redis closes every client's connection."""
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self.proc = None
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A Redis no other test or process uses (needs redis-server, as the bench does)."""
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def database_url() -> str:
+    """The test database as a DATABASE_URL, for processes the test starts."""
+    db = connections["default"].settings_dict
+    if connections["default"].vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    credentials = quote(db["USER"] or "") + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
+    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def process_env(var_dir: Path, **settings: str) -> dict[str, str]:
+    """The environment of an app process the test starts: only what the test names is set."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATABASE_", "CELERY_", "CACHE_", "DISPATCH_", "POSTBACK_"))
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="affise_proj.settings",
+        VAR_DIR=str(var_dir),
+        CONN_MAX_AGE="0",
+        PYTHONUNBUFFERED="1",
+        **settings,
+    )
+    return env

@@ -129,7 +129,7 @@ def test_the_click_statement_is_prepared_once_per_connection(
     assert Click.objects.count() == 3
 
 
-@pytest.mark.skipif(not dispatch.pending_flag().shared, reason="a cache local to the process")
+@pytest.mark.skipif(not dispatch.pending_flag().shared, reason="no Redis for the flag")
 def test_the_pending_dispatch_flag_coalesces_until_the_dispatcher_clears_it():
     flag = dispatch.pending_flag()
     flag.clear()
@@ -140,14 +140,14 @@ def test_the_pending_dispatch_flag_coalesces_until_the_dispatcher_clears_it():
     flag.clear()
 
 
-@pytest.mark.skipif(not dispatch.pending_flag().shared, reason="a cache local to the process")
+@pytest.mark.skipif(not dispatch.pending_flag().shared, reason="no Redis for the flag")
 def test_the_pending_flag_survives_redis_closing_its_connection():
     flag = dispatch.pending_flag()
     flag.clear()
     assert flag.set() is True
     conn = flag._kept._local.conn
     conn.send_command("CLIENT", "ID")
-    flag._client.execute_command("CLIENT", "KILL", "ID", conn.read_response())
+    flag.client.execute_command("CLIENT", "KILL", "ID", conn.read_response())
     # The kept connection is dead: the command goes again on a new one.
     assert flag.set() is False
     flag.clear()

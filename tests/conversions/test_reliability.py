@@ -84,18 +84,23 @@ def test_running_the_callback_twice_changes_nothing(worker, send, click, partner
 def broker_down():
     """Publishing fails for real: Redis at a port nobody listens on, or a missing queue folder."""
 
-    def reconnect(url, options):
+    # The settings' own dict, changed in place: Celery before 5.7 reads the
+    # CELERY_-prefixed Django setting before a value assigned to app.conf.
+    options = app.conf.broker_transport_options
+
+    def reconnect(url, folder):
         # Drop the cached publishing pools; the next publish connects anew.
         app.conf.broker_write_url = url
-        app.conf.broker_transport_options = options
+        if folder is not None:
+            options["data_folder_out"] = folder
         app._pool = None
         app.amqp._producer_pool = None
 
-    saved = (app.conf.broker_write_url, app.conf.broker_transport_options)
+    saved = (app.conf.broker_write_url, options.get("data_folder_out"))
     if app.conf.broker_url.startswith("filesystem"):
-        reconnect(saved[0], {**saved[1], "data_folder_out": "/nonexistent/broker-queue"})
+        reconnect(saved[0], "/nonexistent/broker-queue")
     else:
-        reconnect("redis://127.0.0.1:9/0", saved[1])
+        reconnect("redis://127.0.0.1:9/0", None)
     try:
         yield
     finally:
