@@ -116,8 +116,11 @@ def claim(limit: int, *, stale: bool = False, older_than: float = 0) -> list[str
     takes a click's postbacks oldest first, and settles them in that order.
     Claims are serialised (an advisory lock on PostgreSQL; SQLite serialises
     writers), so two dispatchers never split one click's postbacks between
-    them. Unrelated clicks are never held.
+    them. Unrelated clicks are never held. Postbacks spooled while the
+    database was down are imported first (``_import_spooled``).
     """
+    if not stale:
+        _import_spooled()
     now = timezone.now()
     state = Postback.State.PROCESSING if stale else Postback.State.RECEIVED
     candidates = Postback.objects.filter(state=state)
@@ -149,6 +152,24 @@ def claim(limit: int, *, stale: bool = False, older_than: float = 0) -> list[str
                 attempts=F("attempts") + 1,
             )
     return ids
+
+
+def _import_spooled() -> None:
+    """Put postbacks spooled while the database was down into the table; never raises.
+
+    Before a claim, so a postback stored directly once the database was back
+    is never claimed before an earlier one of its click still in the spool
+    (the sweeper imports too, later). An import in progress elsewhere is met
+    on its rows (same ids): this one waits for them. Any failure leaves the
+    spool to the sweeper and the claim goes on.
+    """
+    from . import spool
+
+    try:
+        if spool.pending():
+            spool.import_spool()
+    except Exception:
+        log.warning("could not import the spool before a claim", exc_info=True)
 
 
 def _serialise_claims() -> None:

@@ -4,8 +4,8 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from conversions import dispatch
-from conversions.models import Conversion, Postback
+from conversions import dispatch, spool
+from conversions.models import Conversion, Postback, new_postback_id
 
 from ..conftest import run_concurrently, wait_for, wait_settled
 
@@ -69,6 +69,17 @@ def test_a_claim_holds_a_click_whose_earlier_postback_is_still_processing(
     assert dispatch.claim(10) == [unrelated]
     Postback.objects.filter(pk=first).update(state="accepted")
     assert dispatch.claim(10) == [later]
+
+
+def test_a_postback_spooled_earlier_is_claimed_before_a_later_one_stored_directly(
+    click, transactional_db
+):
+    """The database was down for the first, back for the second (no sweep in between)."""
+    first = Postback(id=new_postback_id(), method="GET", params={"clickid": click.clickid})
+    first.clickid = click.clickid
+    spool.append(first)
+    later = received(clickid=click.clickid, status="1")
+    assert dispatch.claim(10) == [first.id, later]
 
 
 @postgres_only
