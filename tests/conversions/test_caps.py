@@ -276,7 +276,7 @@ def test_the_reconciler_repairs_a_counter_that_drifted_and_says_so(make_click, o
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent settles")
-@pytest.mark.parametrize("round_", range(3))
+@pytest.mark.parametrize("round_", range(2))
 def test_a_cap_created_while_postbacks_settle_counts_every_conversion(
     make_click, offer, transactional_db, round_
 ):

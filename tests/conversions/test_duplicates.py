@@ -79,7 +79,7 @@ def test_one_batch_with_two_action_ids_for_one_click_makes_one_conversion(click,
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent settles")
-@pytest.mark.parametrize("round_", range(3))
+@pytest.mark.parametrize("round_", range(2))
 def test_concurrent_postbacks_with_their_own_action_ids_make_one_conversion_per_click(
     click, transactional_db, round_
 ):

@@ -58,9 +58,7 @@ def test_the_model_of_arrival_order():
     assert in_arrival_order([None, "2"]) == ("approved", ["", "Conversion status is not pending"])
 
 
-def test_a_claim_holds_a_click_whose_earlier_postback_is_still_processing(
-    make_click, transactional_db
-):
+def test_a_claim_holds_a_click_whose_earlier_postback_is_still_processing(make_click, db):
     held, other = make_click(), make_click()
     first = received(clickid=held.clickid, status="2")
     assert dispatch.claim(10) == [first]
@@ -71,9 +69,7 @@ def test_a_claim_holds_a_click_whose_earlier_postback_is_still_processing(
     assert dispatch.claim(10) == [later]
 
 
-def test_a_postback_spooled_earlier_is_claimed_before_a_later_one_stored_directly(
-    click, transactional_db
-):
+def test_a_postback_spooled_earlier_is_claimed_before_a_later_one_stored_directly(click, db):
     """The database was down for the first, back for the second (no sweep in between)."""
     first = Postback(id=new_postback_id(), method="GET", params={"clickid": click.clickid})
     first.clickid = click.clickid
