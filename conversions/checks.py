@@ -292,11 +292,15 @@ def conversions_by_key(keys: set[tuple], *, lock: bool = False) -> dict[tuple, C
     if not keys:
         return {}
     # A superset by clicks and action ids (cheap to build), sorted out by key below.
+    # "multiple" and "action_id <> ''" spelled out: the partial indexes apply.
     candidates = Conversion.objects.filter(
         Q(click_id__in={k[1] for k in keys if k[0] == "click"}, multiple=False)
-        | Q(
-            offer_id__in={k[1] for k in keys if k[0] == "action"},
-            action_id__in={k[3] for k in keys if k[0] == "action"},
+        | (
+            Q(
+                offer_id__in={k[1] for k in keys if k[0] == "action"},
+                action_id__in={k[3] for k in keys if k[0] == "action"},
+            )
+            & ~Q(action_id="")
         )
     )
     if lock:
