@@ -27,6 +27,7 @@ def lock_caps_of(offer_ids, *, exclusive: bool) -> None:
     click and postback inserts' foreign-key locks on that row never make a cap
     change wait. Offers are taken in id order. Elsewhere writers are serialised.
     """
+    # Two 32-bit keys: ids past 2**31 share one with a smaller id (only more waiting).
     keys = sorted({offer_id & 0x7FFFFFFF for offer_id in offer_ids if offer_id is not None})
     if not keys or connection.vendor != "postgresql":
         return
@@ -213,6 +214,9 @@ class Cap(models.Model):
         DECLINED = "declined"
         PENDING = "pending"
 
+    # What decides which conversions the cap counts, and how.
+    COUNTING = ("offer_id", "goal_id", "partner_id", "period", "kind")
+
     offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="caps")
     goal = models.ForeignKey(
         Goal, on_delete=models.CASCADE, null=True, blank=True, help_text="Empty = all goals."
@@ -246,9 +250,6 @@ class Cap(models.Model):
                 name="cap_overcap_status_valid",
             ),
         ]
-
-    # What decides which conversions the cap counts, and how.
-    COUNTING = ("offer_id", "goal_id", "partner_id", "period", "kind")
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} ≤ {self.limit:g} per {self.period}"
