@@ -69,8 +69,11 @@ def test_a_claim_holds_a_click_whose_earlier_postback_is_still_processing(make_c
     assert dispatch.claim(10) == [later]
 
 
-def test_a_postback_spooled_earlier_is_claimed_before_a_later_one_stored_directly(click, db):
+def test_a_postback_spooled_earlier_is_claimed_before_a_later_one_stored_directly(
+    click, db, settings, tmp_path
+):
     """The database was down for the first, back for the second (no sweep in between)."""
+    settings.POSTBACK_SPOOL_DIR = tmp_path
     first = Postback(id=new_postback_id(), method="GET", params={"clickid": click.clickid})
     first.clickid = click.clickid
     spool.append(first)
