@@ -305,6 +305,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("POSTBACK_SWEEP_INTERVAL", default=5.0),
     },
     "retry-partner-postbacks": {"task": "partners.tasks.retry_due_deliveries", "schedule": 15.0},
+    "reconcile-caps": {
+        "task": "conversions.tasks.reconcile_caps",
+        "schedule": env.float("CAP_RECONCILE_INTERVAL", default=300.0),
+    },
 }
 
 # --- Product settings -----------------------------------------------------

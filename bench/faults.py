@@ -8,10 +8,15 @@ postback answered status 1 must be in the database in a final state,
 conversions must equal valid postbacks, none doubled, the cap not overspent,
 and every click answered with a clickid must be in the click table, and no
 worker or beat may have exited by itself (a Redis restart must not end them).
-Exits non-zero on any of these.
+Beside them, a stream of status sequences, one click each (pending, then
+approved, declined or a plain postback, sent one after another as an
+advertiser's server does): each click's final status, and each postback's
+outcome, must be what settling them in arrival order gives. Exits non-zero on
+any loss, any restart and any sequence settled out of order.
 """
 
 import argparse
+import re
 import sys
 import threading
 import time
@@ -36,6 +41,7 @@ class Plan:
     postgres_down: float
     drain_timeout: float
     click_rate: float
+    sequence_rate: float
 
 
 FULL = Plan(
@@ -49,6 +55,7 @@ FULL = Plan(
     postgres_down=6,
     drain_timeout=300,
     click_rate=30,
+    sequence_rate=3,
 )
 SHORT = Plan(
     rate=20,
@@ -61,8 +68,21 @@ SHORT = Plan(
     postgres_down=5,
     drain_timeout=150,
     click_rate=20,
+    sequence_rate=2,
 )
 CAP_LIMIT = 15
+# Status sequences an advertiser sends for one click (None: no status), taken in turn.
+SEQUENCES = [
+    ["2", "1"],
+    ["2", "3"],
+    ["2", None],
+    ["2", "1", "3"],
+    ["2", "3", "1"],
+    ["2", "1", "3", None],
+    [None, "2"],
+    ["2", "2", "1"],
+]
+STATUS_WORDS = {"1": "approved", "2": "pending", "3": "declined"}
 # The fault run's own timings: sweep often, take a killed worker's batch as
 # abandoned after 20 s (not the default 120 s), so the drain fits in minutes.
 APP_ENV = {
@@ -108,17 +128,93 @@ def _spooled(stack: Stack) -> int:
     return sum(1 for _ in (stack.var / "spool").glob("postbacks*.jsonl"))
 
 
-def _drain(stack: Stack, tag: str, timeout: float) -> bool:
+def in_arrival_order(statuses: list) -> tuple[str | None, list[str]]:
+    """What settling ``statuses`` one after another gives: final status, error of each."""
+    status, errors = None, []
+    for sent in statuses:
+        if status is None:
+            status, error = STATUS_WORDS.get(sent, "approved"), ""
+        elif sent is None:
+            error = "Conversion exists"
+        elif status != "pending":
+            error = "Conversion status is not pending"
+        else:
+            status, error = STATUS_WORDS[sent], ""
+        errors.append(error)
+    return status, errors
+
+
+def _sequence_urls(base_url: str, tag: str, clickids: list[str]) -> list[list[str]]:
+    """One sequence per click; action_id ``<tag>-<sequence>-<position>`` names each postback."""
+    sequences = []
+    for k, clickid in enumerate(clickids):
+        statuses = SEQUENCES[k % len(SEQUENCES)]
+        sequences.append(
+            [
+                f"{base_url}/postback?clickid={clickid}&action_id={tag}-{k}-{j}&sum=2"
+                + (f"&status={sent}" if sent else "")
+                for j, sent in enumerate(statuses)
+            ]
+        )
+    return sequences
+
+
+def _check_order(stack: Stack, tag: str, clickids: list[str]) -> dict:
+    """Compare each sequence's outcome with settling its postbacks in arrival order.
+
+    Arrival order is the database's (received_at, id) of the postbacks that were
+    recorded. ``spool_straddled`` counts the sequences whose earlier postback
+    was spooled (PostgreSQL down) and a later one stored directly: evidence
+    that the hardest case happened; they must be in order too.
+    """
+    from conversions.models import Conversion, Postback
+
+    web_log = (stack.dir / "web.log").read_text(errors="replace")
+    spooled = set(re.findall(r"spooling postback (\w+)", web_log))
+    finals = dict(
+        Conversion.objects.filter(click__clickid__in=clickids).values_list(
+            "click__clickid", "status"
+        )
+    )
+    rows: dict[int, list] = {}
+    for row in Postback.objects.filter(action_id__startswith=f"{tag}-").order_by(
+        "received_at", "id"
+    ):
+        _, k, j = row.action_id.rsplit("-", 2)
+        rows.setdefault(int(k), []).append((int(j), row))
+    counts = {"sequences": len(clickids), "out_of_order": 0, "spool_straddled": 0}
+    wrong = []
+    for k, clickid in enumerate(clickids):
+        arrived = rows.get(k, [])
+        statuses = [SEQUENCES[k % len(SEQUENCES)][j] for j, _ in arrived]
+        expected = in_arrival_order(statuses) if arrived else (None, [])
+        actual = (finals.get(clickid), [row.error for _, row in arrived])
+        was_spooled = [row.id in spooled for _, row in arrived]
+        straddled = any(a and not b for i, a in enumerate(was_spooled) for b in was_spooled[i:])
+        counts["spool_straddled"] += straddled
+        if actual != expected:
+            counts["out_of_order"] += 1
+            wrong.append((statuses, actual))
+    for statuses, actual in wrong[:5]:
+        log(f"out of order: sent {statuses}, got {actual}")
+    return counts
+
+
+def _drain(stack: Stack, tags: tuple[str, ...], timeout: float) -> bool:
     from django.db import DatabaseError, connection
+    from django.db.models import Q
 
     from conversions.models import Postback
 
     connection.close()
     deadline = time.monotonic() + timeout
     stable, last = 0, None
+    mine = Q()
+    for tag in tags:
+        mine |= Q(action_id__startswith=tag)
     while time.monotonic() < deadline:
         try:
-            rows = Postback.objects.filter(action_id__startswith=tag)
+            rows = Postback.objects.filter(mine)
             now = (rows.count(), rows.exclude(state__in=FINAL).count(), _spooled(stack))
         except DatabaseError:
             # The connection did not survive the PostgreSQL restart: open a new one.
@@ -162,10 +258,11 @@ def run(plan: Plan, write_doc: Path | None) -> int:
     offer = data.make_offer("Fault offer")
     capped = data.make_offer("Capped offer", cap=CAP_LIMIT)
     partner = data.make_partner()
-    clicks = data.make_clicks(offer, partner, 200)
-    capped_clicks = data.make_clicks(capped, partner, 20)
-
     count = int(plan.rate * plan.seconds)
+    # A click converts once per goal: every postback has a click of its own.
+    clicks = data.make_clicks(offer, partner, count)
+    capped_clicks = data.make_clicks(capped, partner, count // 10 + 1)
+
     tag = new_tag("f")
     urls, valid = [], set()
     for i in range(count):
@@ -174,10 +271,12 @@ def run(plan: Plan, write_doc: Path | None) -> int:
             # Well formed, but no such click: must end rejected, never converted.
             clickid = f"{i:024x}"
         else:
-            pool = capped_clicks if i % 10 == 8 else clicks
-            clickid = pool[i % len(pool)]
+            clickid = capped_clicks[i // 10] if i % 10 == 8 else clicks[i]
             valid.add(action)
         urls.append(f"{stack.base_url}/postback?clickid={clickid}&action_id={action}&sum=2")
+    status_tag = new_tag("s")
+    status_clicks = data.make_clicks(offer, partner, int(plan.sequence_rate * plan.seconds))
+    sequences = _sequence_urls(stack.base_url, status_tag, status_clicks)
 
     stack.start_web(2, **APP_ENV)
     stack.start_worker("worker", concurrency=2, **APP_ENV)
@@ -213,13 +312,24 @@ def run(plan: Plan, write_doc: Path | None) -> int:
         daemon=True,
     )
     click_stream.start()
+    status_answers: list = []
+    status_stream = threading.Thread(
+        target=lambda: status_answers.extend(
+            load.fire_sequences(
+                sequences, rate=plan.sequence_rate, timeout=10, max_seconds=plan.seconds
+            )
+        ),
+        daemon=True,
+    )
+    status_stream.start()
     answers = load.fire(
         urls, rate=plan.rate, concurrency=512, timeout=10, max_seconds=plan.seconds + 5
     )
     click_stream.join()
+    status_stream.join()
     chaos.join()
     log(f"streams done in {time.monotonic() - started:.0f} s; draining")
-    drained = _drain(stack, tag, plan.drain_timeout)
+    drained = _drain(stack, (tag, status_tag), plan.drain_timeout)
     clicks_drained = _drain_clicks(plan.drain_timeout)
     drain_seconds = time.monotonic() - started - plan.seconds
     clickids = {
@@ -276,6 +386,9 @@ def run(plan: Plan, write_doc: Path | None) -> int:
         "capped_counted": capped_live,
         "cap_limit": CAP_LIMIT,
         "cap_used": float(cap_used),
+        "status_postbacks_sent": sum(len(a) for a in status_answers),
+        "status_postbacks_unanswered": sum(not x.accepted for a in status_answers for x in a),
+        **_check_order(stack, status_tag, status_clicks[: len(status_answers)]),
     }
     problems = []
     if not drained:
@@ -290,6 +403,7 @@ def run(plan: Plan, write_doc: Path | None) -> int:
         "not_final",
         "clicks_lost",
         "restarted_by_supervisor",
+        "out_of_order",
     ):
         if counts[key]:
             problems.append(f"{key} = {counts[key]}")
@@ -306,7 +420,7 @@ def run(plan: Plan, write_doc: Path | None) -> int:
     if problems:
         log("FAILED: " + "; ".join(problems))
         return 1
-    log("OK: nothing lost, nothing doubled, cap held")
+    log("OK: nothing lost, nothing doubled, cap held, every status sequence in arrival order")
     return 0
 
 
@@ -321,11 +435,19 @@ def _write_doc(
         "of concurrency 2, beat; the short form `make faults-short` runs in `.ci/run`).",
         "",
         f"Stream: {plan.rate:.0f} postbacks/s for {plan.seconds:.0f} s, each with a unique "
-        "action_id; 8 in 10 valid on an open offer, 1 in 10 valid on an offer with a cap of "
+        "action_id and a click of its own; 8 in 10 valid on an open offer, 1 in 10 valid on "
+        "an offer with a cap of "
         f"{CAP_LIMIT} conversions (overcap declined), 1 in 10 with an unknown clickid "
         "(must be rejected). Beside it, "
-        f"{plan.click_rate:.0f} clicks/s on the open offer. Client timeout 10 s, no "
-        "retries. Faults during the streams (seconds from their start):",
+        f"{plan.click_rate:.0f} clicks/s on the open offer, and {plan.sequence_rate:.0f} "
+        "status sequences/s, one click each, on the open offer: each sequence's postbacks "
+        "are sent one after another, each once the one before was answered, in turn "
+        + ", ".join(
+            "→".join({"1": "approve", "2": "pending", "3": "decline"}.get(x, "plain") for x in seq)
+            for seq in SEQUENCES
+        )
+        + ". Client timeout 10 s, no retries. Faults during the streams (seconds from "
+        "their start):",
         "",
         *[f"- {t:.1f} s: {what}" for t, what in events],
         "",
@@ -344,7 +466,12 @@ def _write_doc(
         "unless-stopped` does (must be 0: `make run` has no such supervisor). "
         "*clicks_lost* = clicks answered 302 with a clickid whose click is not in the table "
         "after the drain; *clicks_refused* = clicks not answered with a clickid (an offer "
-        "this web process had not seen before PostgreSQL went away cannot be answered).",
+        "this web process had not seen before PostgreSQL went away cannot be answered). "
+        "*out_of_order* = status sequences whose click's final status, or any postback's "
+        "outcome, differs from settling the recorded postbacks in arrival order (must be 0); "
+        "*spool_straddled* = sequences with a postback answered from the spool before one "
+        "stored directly once PostgreSQL was back (in order too: a claim imports the spool "
+        "first).",
         "",
         "| count | value |",
         "| --- | --- |",

@@ -110,6 +110,41 @@ def fire(
     )
 
 
+async def _run_sequences(sequences, *, rate, timeout, max_seconds) -> list[list[Answer]]:
+    started = time.monotonic()
+    connector = aiohttp.TCPConnector(limit=256, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one_after_another(urls: list[str]) -> list[Answer]:
+            return [await _one(session, j, url, started, timeout) for j, url in enumerate(urls)]
+
+        tasks = []
+        for i, urls in enumerate(sequences):
+            due = started + i / rate
+            if due - started > max_seconds:
+                break
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            tasks.append(asyncio.create_task(one_after_another(urls)))
+        return list(await asyncio.gather(*tasks))
+
+
+def fire_sequences(
+    sequences: Sequence[list[str]],
+    *,
+    rate: float,
+    timeout: float = 10.0,
+    max_seconds: float = 120.0,
+) -> list[list[Answer]]:
+    """Send each sequence's urls in order, each once the one before was answered (or given
+    up), as one advertiser's server reports one conversion; sequences start at ``rate``
+    per second. Returns the answers of each sequence started within ``max_seconds``."""
+    for urls in sequences[:1]:
+        _loopback(urls[0])
+    return asyncio.run(
+        _run_sequences(sequences, rate=rate, timeout=timeout, max_seconds=max_seconds)
+    )
+
+
 def wrk_path() -> str:
     path = shutil.which("wrk")
     if not path:

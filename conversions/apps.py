@@ -6,9 +6,10 @@ class ConversionsConfig(AppConfig):
     name = "conversions"
 
     def ready(self) -> None:
-        from offers.models import Offer
+        from offers.models import Cap, Offer, cap_counting_changed
         from partners.models import OfferAccess, Partner
 
+        from .caps import count_current_period
         from .clicks import forget_targets
 
         # The click path remembers offers' answers for a moment (clicks.target):
@@ -18,3 +19,5 @@ class ConversionsConfig(AppConfig):
                 signal.connect(
                     forget_targets, sender=model, dispatch_uid=f"clicks-{model.__name__}"
                 )
+        # A cap that counts something else now starts from a count of its conversions.
+        cap_counting_changed.connect(count_current_period, sender=Cap, dispatch_uid="caps-count")

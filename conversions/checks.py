@@ -15,6 +15,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import Q
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 from offers.models import Cap, CapCounter, Goal, Payout
 from offers.validators import ip_allowed
@@ -250,9 +251,22 @@ def check_payout(batch: Batch) -> Verdicts:
     return verdicts
 
 
-def conversion_key(offer_id: int, goal: str, action_id: str, click_pk: int | None) -> tuple:
-    """The conversion a postback speaks of: by action_id when sent, else by click."""
-    return (offer_id, goal, action_id, None if action_id else click_pk)
+def conversion_keys(offer_id: int, goal: str, action_id: str, click_pk: int | None) -> tuple:
+    """The keys a postback's conversion is found by, in order: its click's, then its action_id's.
+
+    A click has one conversion per goal, whatever action_id its postbacks
+    carry or omit; an action_id names one conversion per offer and goal,
+    whichever click it came from. Goals match case-insensitively.
+    """
+    goal = goal.lower()
+    by_click = (("click", click_pk, goal),) if click_pk else ()
+    return by_click + ((("action", offer_id, goal, action_id),) if action_id else ())
+
+
+def keys_of(conversion: Conversion) -> tuple:
+    """The keys an existing conversion is found by."""
+    click_pk = None if conversion.multiple else conversion.click_id
+    return conversion_keys(conversion.offer_id, conversion.goal, conversion.action_id, click_pk)
 
 
 def conversions_by_key(keys: set[tuple], *, lock: bool = False) -> dict[tuple, Conversion]:
@@ -260,18 +274,24 @@ def conversions_by_key(keys: set[tuple], *, lock: bool = False) -> dict[tuple, C
     if not keys:
         return {}
     # A superset by clicks and action ids (cheap to build), sorted out by key below.
+    # "multiple" and "action_id <> ''" spelled out: the partial indexes apply.
     candidates = Conversion.objects.filter(
-        Q(action_id="", click_id__in={k[3] for k in keys if not k[2]})
-        | Q(action_id__in={k[2] for k in keys if k[2]}),
-        offer_id__in={k[0] for k in keys},
+        Q(click_id__in={k[1] for k in keys if k[0] == "click"}, multiple=False)
+        | (
+            Q(
+                offer_id__in={k[1] for k in keys if k[0] == "action"},
+                action_id__in={k[3] for k in keys if k[0] == "action"},
+            )
+            & ~Q(action_id="")
+        )
     )
     if lock:
         candidates = candidates.select_for_update().order_by("pk")
     found = {}
     for conv in candidates:
-        key = conversion_key(conv.offer_id, conv.goal, conv.action_id, conv.click_id)
-        if key in keys:
-            found[key] = conv
+        for key in keys_of(conv):
+            if key in keys:
+                found[key] = conv
     return found
 
 
@@ -282,17 +302,16 @@ def check_duplicate(batch: Batch) -> Verdicts:
     keys = {}
     for pb, click, goal in _with_click_and_goal(batch, clicks, goals):
         if click:
-            keys[pb["id"]] = conversion_key(
+            keys[pb["id"]] = conversion_keys(
                 click.offer_id,
                 goal.value if goal else unknown_goal(pb),
                 params.value(pb["params"], "action_id"),
                 click.pk,
             )
-    found = conversions_by_key(set(keys.values()))
+    found = conversions_by_key({key for pb_keys in keys.values() for key in pb_keys})
     verdicts = {}
     for pb in batch:
-        key = keys.get(pb["id"])
-        conv = key and found.get(key)
+        conv = next((found[key] for key in keys.get(pb["id"], ()) if key in found), None)
         if not conv:
             verdicts[pb["id"]] = {}
         elif not param(pb, "status"):
@@ -312,22 +331,27 @@ def check_cap(batch: Batch) -> Verdicts:
     clicks = _clicks(batch)
     goals = _goals(clicks)
     offer_caps: dict[int, list[Cap]] = {}
-    for cap in Cap.objects.filter(offer_id__in={c.offer_id for c in clicks.values()}):
+    offers = {c.offer_id for c in clicks.values()}
+    for cap in Cap.objects.filter(offer_id__in=offers).select_related("goal"):
         offer_caps.setdefault(cap.offer_id, []).append(cap)
     counters = {
         (c.cap_id, c.period_key): c.used
         for c in CapCounter.objects.filter(cap__offer_id__in=list(offer_caps))
     }
+    # A conversion counts in the period of its creation: about now.
+    now = timezone.now()
     verdicts = {}
     for pb, click, goal in _with_click_and_goal(batch, clicks, goals):
         if click is None:
             verdicts[pb["id"]] = {}
             continue
-        when = datetime.fromisoformat(pb["received_at"])
+        scope = caps.applicable(
+            offer_caps.get(click.offer_id, []), goal and goal.value, click.partner_id
+        )
         full = [
             cap
-            for cap in caps.applicable(offer_caps.get(click.offer_id, []), goal, click.partner_id)
-            if counters.get((cap.pk, caps.period_key(cap, when)), 0) >= cap.limit
+            for cap in scope
+            if counters.get((cap.pk, caps.period_key(cap, now)), 0) >= cap.limit
         ]
         if any(cap.overcap_status == Cap.OvercapStatus.DECLINED for cap in full):
             verdicts[pb["id"]] = {"decline": "Cap is reached"}

@@ -16,8 +16,9 @@ from datetime import timedelta
 import redis
 from celery import chord, current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
+from django.db.models.functions import Lower, Trim
 from django.utils import timezone
 
 from .models import Postback
@@ -93,36 +94,90 @@ def nudge() -> None:
         log.warning("could not publish a dispatch; the sweeper will", exc_info=True)
 
 
+# A postback's click as the checks read it (clickid_of): trimmed, lower case.
+_CLICK = Lower(Trim("clickid"))
+_CLAIM_LOCK = 0x636C61696D
+
+
 def claim(limit: int, *, stale: bool = False, older_than: float = 0) -> list[str]:
     """Move up to ``limit`` postbacks to ``processing``, oldest first; return their ids.
 
     ``stale`` claims ``processing`` postbacks abandoned for POSTBACK_STALE_AFTER
-    instead of ``received`` ones. SKIP LOCKED lets concurrent dispatchers take
-    disjoint batches on PostgreSQL; SQLite serialises writers anyway.
+    instead of ``received`` ones.
+
+    Postbacks of one click settle in the order received: a received postback
+    whose click has a postback still processing is held (left received) until
+    that batch settles, which dispatches again (``release_held``); a batch
+    takes a click's postbacks oldest first, and settles them in that order.
+    Claims are serialised (an advisory lock on PostgreSQL; SQLite serialises
+    writers), so two dispatchers never split one click's postbacks between
+    them. Unrelated clicks are never held. Postbacks spooled while the
+    database was down are imported first (``_import_spooled``).
     """
+    if not stale:
+        _import_spooled()
     now = timezone.now()
+    state = Postback.State.PROCESSING if stale else Postback.State.RECEIVED
+    candidates = Postback.objects.filter(state=state)
     if stale:
-        candidates = Postback.objects.filter(
-            state=Postback.State.PROCESSING,
-            dispatched_at__lte=now - timedelta(seconds=settings.POSTBACK_STALE_AFTER),
+        candidates = candidates.filter(
+            dispatched_at__lte=now - timedelta(seconds=settings.POSTBACK_STALE_AFTER)
         )
     else:
-        candidates = Postback.objects.filter(state=Postback.State.RECEIVED)
         if older_than:
             candidates = candidates.filter(received_at__lte=now - timedelta(seconds=older_than))
+        busy = (
+            Postback.objects.filter(state=Postback.State.PROCESSING)
+            .annotate(click=_CLICK)
+            .exclude(click="")
+            .values("click")
+        )
+        candidates = candidates.alias(click=_CLICK).exclude(click__in=busy)
     with transaction.atomic():
+        _serialise_claims()
         ids = list(
-            candidates.order_by("received_at")
-            .select_for_update(skip_locked=True)
+            candidates.order_by("received_at", "id")
+            .select_for_update()
             .values_list("id", flat=True)[:limit]
         )
         if ids:
-            candidates.filter(pk__in=ids).update(
+            Postback.objects.filter(pk__in=ids, state=state).update(
                 state=Postback.State.PROCESSING,
                 dispatched_at=now,
                 attempts=F("attempts") + 1,
             )
     return ids
+
+
+def _import_spooled() -> None:
+    """Put postbacks spooled while the database was down into the table; never raises.
+
+    Before a claim, so a postback stored directly once the database was back
+    is never claimed before an earlier one of its click still in the spool
+    (the sweeper imports too, later). An import in progress elsewhere is met
+    on its rows (same ids): this one waits for them. Any failure leaves the
+    spool to the sweeper and the claim goes on.
+    """
+    from . import spool
+
+    try:
+        if spool.pending():
+            spool.import_spool(wait=True)
+    except Exception:
+        log.warning("could not import the spool before a claim", exc_info=True)
+
+
+def _serialise_claims() -> None:
+    """One claim at a time, until the claiming transaction ends (PostgreSQL)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CLAIM_LOCK])
+
+
+def release_held() -> None:
+    """After a batch settled: dispatch again if postbacks wait, some perhaps held by it."""
+    if Postback.objects.filter(state=Postback.State.RECEIVED).exists():
+        nudge()
 
 
 def publish(ids: list[str]) -> bool:

@@ -2,6 +2,7 @@ import secrets
 import time
 
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from offers.models import MONEY, Offer
@@ -128,6 +129,9 @@ class Conversion(models.Model):
     )
     goal = models.CharField(max_length=64, default="1")
     action_id = models.CharField(max_length=255, blank=True)
+    # Not bound by one conversion per click and goal: made under a goal that
+    # allows several (each with its own action_id), copied when it is created.
+    multiple = models.BooleanField(default=False, editable=False)
     status = models.CharField(max_length=16, choices=Status.choices)
     reason = models.CharField(max_length=255, blank=True)
     revenue = models.DecimalField(**MONEY, default=0)
@@ -152,12 +156,14 @@ class Conversion(models.Model):
                 name="conversion_unique_action_id",
                 condition=~models.Q(action_id=""),
             ),
+            # A click has at most one conversion per goal, whatever action_ids its
+            # postbacks carry (goals match case-insensitively). Leads with the click:
+            # the pipeline looks conversions up by click.
             models.UniqueConstraint(
-                "offer",
-                "goal",
                 "click",
-                name="conversion_unique_click",
-                condition=models.Q(action_id=""),
+                Lower("goal"),
+                name="conversion_one_per_click_and_goal",
+                condition=models.Q(multiple=False),
             ),
             models.CheckConstraint(
                 condition=models.Q(status__in=["approved", "pending", "declined", "hold"]),

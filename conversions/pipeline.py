@@ -2,21 +2,27 @@
 
 import contextvars
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from offers.models import Cap, CapCounter, Goal
+from offers.models import Cap, lock_caps_of
 
 from . import caps
-from .checks import CHECKS, DECLINE_ORDER, REJECT_ORDER, conversion_key, conversions_by_key
+from .checks import (
+    CHECKS,
+    DECLINE_ORDER,
+    REJECT_ORDER,
+    conversion_keys,
+    conversions_by_key,
+    keys_of,
+)
 from .models import Conversion, Postback
 from .netutil import valid_ip
-from .services import hold_or_approved, set_status
+from .services import CAP_REACHED, hold_or_approved, set_status
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +46,15 @@ def settle(results: list[dict], ids: list[str]) -> dict[str, str]:
     1. lock the batch's rows that are still ``processing`` (in id order);
        rows settled already are skipped, so running the callback twice, or
        two callbacks at once, settles each postback once;
-    2. read the batch's caps and partner postbacks once, and lock the cap
-       counters it may spend in a fixed order, so concurrent batches queue
-       on counters instead of deadlocking;
+    2. take the cap lock of the batch's offers (shared), read their caps and
+       partner postbacks once, lock the existing conversions its postbacks
+       speak of, and lock the cap counters it may move (made from a count
+       where missing) in a fixed order, so concurrent batches queue on
+       counters instead of deadlocking;
     3. settle each postback in arrival order; new conversions are inserted
-       together in one statement (inside one savepoint for the batch);
+       together in one statement (inside one savepoint for the batch), all
+       with the batch's time as creation time, which is also their period
+       for caps;
     4. if anything in 3 fails (a concurrent batch inserted one of the same
        conversions, an unexpected error), roll back to that savepoint and
        settle one by one, each postback in its own savepoint, so an error
@@ -142,7 +152,8 @@ def _settle_in_savepoint(row, pb, verdicts, context, *, tries: int = 2) -> str:
         raise  # the connection is gone: the task retries the whole batch
     except Exception as exc:
         # Whatever this savepoint did is undone: read its conversion afresh.
-        context.known.pop(_key(verdicts), None)
+        for key in _keys(verdicts):
+            context.known.pop(key, None)
         if isinstance(exc, IntegrityError) and tries > 1:
             # A concurrent batch created the conversion first: now an update of it.
             return _settle_in_savepoint(row, pb, verdicts, context, tries=tries - 1)
@@ -160,6 +171,7 @@ class _BatchContext:
         # bulk: new conversions wait in ``pending`` and are inserted together.
         self.bulk = bulk
         self.pending: list[Conversion] = []
+        self.now = _batch_time.get() or timezone.now()
         clicks = {
             pb["id"]: data
             for pb in batch
@@ -167,30 +179,31 @@ class _BatchContext:
             and (data := (by_check["click"] or {}).get(pb["id"], {}).get("data"))
         }
         self.caps: dict[int, list[Cap]] = {c["offer_id"]: [] for c in clicks.values()}
-        for cap in Cap.objects.filter(offer_id__in=list(self.caps)).order_by("pk"):
+        # Held until commit: a cap is never recounted while this batch counts.
+        lock_caps_of(list(self.caps), exclusive=False)
+        offer_caps = Cap.objects.filter(offer_id__in=list(self.caps)).select_related("goal")
+        for cap in offer_caps.order_by("pk"):
             self.caps[cap.offer_id].append(cap)
         self.partner_postbacks = enabled_postbacks({c["partner_id"] for c in clicks.values()})
-        self._lock_counters(batch, clicks)
-        keys = {
-            key
-            for pb in batch
-            if pb["id"] in clicks and (key := _key(_verdicts(by_check, pb["id"])))
-        }
+        keys = {key for pb_id in clicks for key in _keys(_verdicts(by_check, pb_id))}
         # None = known not to exist (as of this transaction's reads).
         self.known: dict[tuple, Conversion | None] = dict.fromkeys(keys)
         self.known.update(conversions_by_key(keys, lock=True))
+        self._lock_counters(clicks)
 
-    def existing(self, key: tuple) -> Conversion | None:
-        if key not in self.known:
-            self.known[key] = conversions_by_key({key}, lock=True).get(key)
-        found = self.known[key]
-        if found is not None and found.pk is None:
+    def existing(self, keys: tuple) -> Conversion | None:
+        """The conversion a postback speaks of: the first of its keys that names one."""
+        if missing := {key for key in keys if key not in self.known}:
+            found = conversions_by_key(missing, lock=True)
+            self.known.update((key, found.get(key)) for key in missing)
+        conversion = next((self.known[key] for key in keys if self.known[key]), None)
+        if conversion is not None and conversion.pk is None:
             self.flush()  # an update of a conversion this batch created: insert it first
-        return found
+        return conversion
 
-    def add(self, key: tuple, conversion: Conversion) -> None:
+    def add(self, conversion: Conversion) -> None:
         """A new conversion: inserted now, or with the batch's others at flush()."""
-        self.known[key] = conversion
+        self.known.update(dict.fromkeys(keys_of(conversion), conversion))
         if self.bulk:
             self.pending.append(conversion)
         else:
@@ -210,29 +223,19 @@ class _BatchContext:
 
         fire(conversion, self.partner_postbacks.get(conversion.partner_id, []))
 
-    def _lock_counters(self, batch: list[dict], clicks: dict) -> None:
-        keys = sorted(
-            {
-                (cap.pk, caps.period_key(cap, datetime.fromisoformat(pb["received_at"])))
-                for pb in batch
-                if pb["id"] in clicks
-                for cap in self.caps[clicks[pb["id"]]["offer_id"]]
-            }
-        )
-        if keys:
-            CapCounter.objects.bulk_create(
-                [CapCounter(cap_id=cap, period_key=key) for cap, key in keys],
-                ignore_conflicts=True,
-            )
-            wanted = Q()
-            for cap, key in keys:
-                wanted |= Q(cap_id=cap, period_key=key)
-            list(
-                CapCounter.objects.select_for_update()
-                .filter(wanted)
-                .order_by("cap_id", "period_key")
-                .values_list("pk", flat=True)
-            )
+    def _lock_counters(self, clicks: dict) -> None:
+        """The counters this batch may move: its new conversions' (now) and its existing ones'."""
+        wanted = {
+            (cap, caps.period_key(cap, self.now))
+            for click in clicks.values()
+            for cap in self.caps[click["offer_id"]]
+        }
+        for conversion in {c.pk: c for c in self.known.values() if c is not None}.values():
+            for cap in caps.applicable(
+                self.caps.get(conversion.offer_id, []), conversion.goal, conversion.partner_id
+            ):
+                wanted.add((cap, caps.period_key(cap, conversion.created_at)))
+        caps.lock_counters(sorted(wanted, key=lambda pair: (pair[0].pk, pair[1])))
 
 
 def _finish(row: Postback, state: str, error: str = "", conversion=None, offer_id=None) -> str:
@@ -255,14 +258,14 @@ def settle_one(row: Postback, pb: dict, verdicts: dict[str, dict], context: _Bat
     return _convert(row, pb, verdicts, offer_id, context)
 
 
-def _key(verdicts: dict[str, dict]) -> tuple | None:
-    """The conversion a postback speaks of: (offer, goal, action_id) or (offer, goal, "", click)."""
+def _keys(verdicts: dict[str, dict]) -> tuple:
+    """The keys of the conversion a postback speaks of (checks.conversion_keys)."""
     click = verdicts["click"].get("data")
     params = verdicts["params"].get("data")
     if not click or not params:
-        return None
+        return ()
     goal = verdicts["payout"].get("data", {}).get("goal", "1")
-    return conversion_key(click["offer_id"], goal, params["action_id"], click["id"])
+    return conversion_keys(click["offer_id"], goal, params["action_id"], click["id"])
 
 
 def _convert(
@@ -272,22 +275,20 @@ def _convert(
     click = verdicts["click"]["data"]
     offer = verdicts["offer"]["data"]
     payout = verdicts["payout"].get("data", {})
-    key = _key(verdicts)
 
-    existing = context.existing(key)
+    existing = context.existing(_keys(verdicts))
     if existing is not None:
-        return _update_existing(row, existing, params, payout, offer, offer_id)
+        return _update_existing(row, existing, params, payout, offer, offer_id, context)
 
     reason = next(
         (verdicts[name]["decline"] for name in DECLINE_ORDER if verdicts[name].get("decline")),
         "",
     )
-    received_at = datetime.fromisoformat(pb["received_at"])
     conversion = Conversion(
         offer_id=offer_id,
         partner_id=click["partner_id"],
         click_id=click["id"],
-        goal=key[1],
+        goal=payout.get("goal", "1"),
         action_id=params["action_id"],
         revenue=Decimal(payout.get("revenue", 0)),
         payout=Decimal(payout.get("payout", 0)),
@@ -296,30 +297,28 @@ def _convert(
         ip=valid_ip(params["ip"]),
         comment=params["comment"],
         custom_fields=params["custom_fields"],
-        created_at=timezone.now(),
+        created_at=context.now,
     )
     if reason:
         conversion.status, conversion.reason = S.DECLINED, reason
     else:
-        _set_new_status(conversion, params, offer, payout, received_at, context.caps[offer_id])
+        _set_new_status(conversion, params, offer, context.caps[offer_id])
     # A concurrent batch may have inserted the same conversion: IntegrityError
     # rolls back to a savepoint and settle() tries again one by one.
-    context.add(key, conversion)
+    context.add(conversion)
     return _finish(row, Postback.State.ACCEPTED, conversion=conversion, offer_id=offer_id)
 
 
-def _set_new_status(conversion, params, offer, payout, received_at, offer_caps) -> None:
+def _set_new_status(conversion, params, offer, offer_caps) -> None:
     """Status of a conversion no earlier rule declined: caps, then sent or default status."""
-    goal = (
-        Goal(pk=payout["goal_id"], offer_id=conversion.offer_id) if payout.get("goal_id") else None
-    )
-    offer_caps = caps.applicable(offer_caps, goal, conversion.partner_id)
-    spent = caps.spend(offer_caps, conversion.payout, received_at)
+    offer_caps = caps.applicable(offer_caps, conversion.goal, conversion.partner_id)
+    spent = caps.spend(offer_caps, conversion.payout, conversion.created_at)
     if spent == Cap.OvercapStatus.DECLINED:
-        conversion.status, conversion.reason = S.DECLINED, "Cap is reached"
+        conversion.status, conversion.reason = S.DECLINED, CAP_REACHED
         return
     if spent == Cap.OvercapStatus.PENDING:
-        conversion.status = S.PENDING
+        # Over the cap, for a manager's review: only a manager approves it.
+        conversion.status, conversion.reason = S.PENDING, CAP_REACHED
         return
     status = params["status"] or offer["default_status"]
     if status == S.APPROVED:
@@ -329,8 +328,13 @@ def _set_new_status(conversion, params, offer, payout, received_at, offer_caps) 
     conversion.status = status
 
 
-def _update_existing(row, existing, params, payout, offer, offer_id) -> str:
-    """A postback for a conversion that exists: a status update of a pending one, or a rejection."""
+def _update_existing(row, existing, params, payout, offer, offer_id, context) -> str:
+    """A postback for a conversion that exists: a status update of a pending one, or a rejection.
+
+    A pending conversion over its cap (reason ``Cap is reached``) waits for a
+    manager: the advertiser's approval (or hold) is accepted and recorded on
+    the postback, and leaves it pending; a decline, or a new sum, applies.
+    """
     if not params["status"]:
         return _finish(row, Postback.State.REJECTED, "Conversion exists", offer_id=offer_id)
     if existing.status != S.PENDING:
@@ -338,19 +342,19 @@ def _update_existing(row, existing, params, payout, offer, offer_id) -> str:
             row, Postback.State.REJECTED, "Conversion status is not pending", offer_id=offer_id
         )
     status, reason, hold_until = params["status"], "", None
-    if status == S.DECLINED:
+    if status == S.PENDING or (existing.reason == CAP_REACHED and status != S.DECLINED):
+        status, reason = S.PENDING, existing.reason
+    elif status == S.DECLINED:
         reason = DECLINED_BY_ADVERTISER
     elif status == S.APPROVED:
         status, hold_until = hold_or_approved(existing, offer["hold_period"])
     elif status == S.HOLD:
         hold_until = existing.created_at + timedelta(hours=offer["hold_period"])
+    price = None
     if params["sum_sent"] and payout.get("goal_id"):
-        existing.sum = Decimal(params["sum"])
-        existing.revenue = Decimal(payout["revenue"])
-        existing.payout = Decimal(payout["payout"])
-        existing.save(update_fields=["sum", "revenue", "payout", "updated_at"])
-    if status != existing.status:
-        set_status(existing, status, reason, hold_until)
+        price = (Decimal(params["sum"]), Decimal(payout["revenue"]), Decimal(payout["payout"]))
+    offer_caps = context.caps.get(existing.offer_id)
+    set_status(existing, status, reason, hold_until, price=price, offer_caps=offer_caps)
     return _finish(row, Postback.State.ACCEPTED, conversion=existing, offer_id=offer_id)
 
 

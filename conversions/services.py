@@ -1,6 +1,7 @@
 """Conversion status changes shared by the callback, the hold approval, the admin and the API."""
 
 from datetime import timedelta
+from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
@@ -10,6 +11,9 @@ from .models import Conversion
 
 S = Conversion.Status
 MANAGER_DECLINE_REASON = "Rejected by a manager"
+# Declined over a cap; or pending over a cap whose overcap_status is pending,
+# where only a manager approves it.
+CAP_REACHED = "Cap is reached"
 # What a manager may do from each status. Hold is entered by the pipeline
 # only (it needs the offer's hold period); a manager may release or decline it.
 MANAGER_TRANSITIONS = {
@@ -33,25 +37,42 @@ def hold_or_approved(conversion: Conversion, hold_period_hours: int) -> tuple[st
     return S.APPROVED, None
 
 
-def set_status(conversion: Conversion, status: str, reason: str = "", hold_until=None) -> None:
-    """Apply a status change inside the caller's transaction and fire partner postbacks.
+def set_status(
+    conversion: Conversion,
+    status: str,
+    reason: str = "",
+    hold_until=None,
+    *,
+    price: tuple[Decimal, Decimal, Decimal] | None = None,
+    offer_caps: list | None = None,
+) -> None:
+    """Apply a status change (and a new price) inside the caller's transaction.
 
-    Declined conversions do not count against caps: leaving or entering
-    ``declined`` uncounts or counts the conversion.
+    ``price`` is (sum, revenue, payout), from a status update that carried
+    a sum. The caps that count the conversion move by the difference in what
+    it counts (declined counts nothing; a payout cap counts its payout),
+    before the row is written. A change of status is a new event: partner
+    postbacks fire. ``offer_caps``: the offer's caps, when read already.
     """
     from partners.delivery import fire
 
-    previous = conversion.status
-    if previous != S.DECLINED and status == S.DECLINED:
-        caps.adjust(conversion, -1)
-    elif previous == S.DECLINED and status != S.DECLINED:
-        caps.adjust(conversion, +1)
+    before = (conversion.status, conversion.payout)
+    payout = price[2] if price else conversion.payout
+    caps.shift(conversion, before, (status, payout), offer_caps)
+    fields = ["reason", "updated_at"]
+    if price:
+        conversion.sum, conversion.revenue, conversion.payout = price
+        fields += ["sum", "revenue", "payout"]
+    changed = status != conversion.status
     conversion.status = status
     conversion.reason = reason
     conversion.hold_until = hold_until if status == S.HOLD else None
-    conversion.version += 1
-    conversion.save(update_fields=["status", "reason", "hold_until", "version", "updated_at"])
-    fire(conversion)
+    if changed:
+        conversion.version += 1
+        fields += ["status", "hold_until", "version"]
+    conversion.save(update_fields=fields)
+    if changed:
+        fire(conversion)
 
 
 def change_status_by_manager(conversion_id: int, status: str, reason: str = "") -> Conversion:

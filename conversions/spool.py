@@ -108,7 +108,7 @@ def set_aside() -> int:
     return _count_lines([_dir() / SET_ASIDE_NAME])
 
 
-def import_spool() -> int:
+def import_spool(*, wait: bool = False) -> int:
     """Move spooled postbacks into the database, keeping their ids. Idempotent.
 
     Steps:
@@ -121,10 +121,12 @@ def import_spool() -> int:
     4. a lost connection stops the import and keeps the file: the next sweep
        reads it again, and ids already stored are skipped;
     5. the file is removed once each of its entries is stored or set aside.
-    One import at a time (a sweep, the command): another returns at once.
-    Returns how many entries were stored.
+    One import at a time (a sweep, the command): another returns at once,
+    unless it ``wait``s for the running one to finish (a claim must not
+    overtake spooled postbacks still being imported). Returns how many
+    entries were stored.
     """
-    with _locked("import.lock", wait=False) as alone:
+    with _locked("import.lock", wait=wait) as alone:
         return _import() if alone else 0
 
 

@@ -12,7 +12,7 @@ from celery import shared_task
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from . import clickbuffer, dispatch, pipeline, services
+from . import caps, clickbuffer, dispatch, pipeline, services
 from .checks import CHECKS
 
 RETRIES = 3
@@ -49,9 +49,13 @@ CHECK_TASKS = [_check_task(name) for name in CHECKS]
 def settle(self, results: list[dict], ids: list[str]) -> dict:
     """Chord callback: create or update conversions and mark the postbacks."""
     try:
-        return pipeline.settle(results, ids)
+        outcome = pipeline.settle(results, ids)
     except Exception as exc:
         _retry_or_give_up(self, ids, exc)
+    # Later postbacks of this batch's clicks were held while it ran: send them now.
+    with contextlib.suppress(DatabaseError):
+        dispatch.release_held()
+    return outcome
 
 
 # One per nudge: high volume, nothing to show in the task results.
@@ -70,6 +74,12 @@ def sweep() -> dict:
 @shared_task(name="conversions.tasks.approve_holds")
 def approve_holds() -> int:
     return services.approve_holds()
+
+
+@shared_task(name="conversions.tasks.reconcile_caps")
+def reconcile_caps() -> int:
+    """Beat: repair any cap counter that differs from its conversions (logged as an error)."""
+    return caps.reconcile()
 
 
 @shared_task(name="conversions.tasks.flush_clicks", ignore_result=True)

@@ -146,6 +146,12 @@ class CapSerializer(ModelValidatingSerializer):
             raise serializers.ValidationError(errors)
         return super().validate(attrs)
 
+    def update(self, instance: Cap, validated_data: dict) -> Cap:
+        cap = super().update(instance, validated_data)
+        # The usage read with the cap is stale: saving may have recounted it (Cap.save).
+        cap.__dict__.pop("used_now", None)
+        return cap
+
 
 class OfferFilter(django_filters.FilterSet):
     title = django_filters.CharFilter(lookup_expr="icontains")

@@ -1,13 +1,42 @@
 from decimal import Decimal
 
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import connection, models, transaction
 from django.db.models.functions import Lower
+from django.dispatch import Signal
 
 from .macros import validate_offer_url
 from .validators import validate_country, validate_currency, validate_ip_list
 
 MONEY = {"max_digits": 16, "decimal_places": 4}
+
+# Sent inside the transaction that changed what a cap counts, once its old
+# counters are gone: the conversions app counts the current period afresh.
+cap_counting_changed = Signal()  # sender=Cap, cap=<the cap>
+_CAP_LOCK_SPACE = 0x43415053
+
+
+def lock_caps_of(offer_ids, *, exclusive: bool) -> None:
+    """Hold the cap lock of these offers until the transaction ends (PostgreSQL).
+
+    Whatever counts conversions against an offer's caps (settling postbacks, a
+    status change) holds it shared, from before it reads the caps until it
+    commits; whatever changes what a cap counts holds it exclusively. So a cap
+    is recounted while no conversion of its offer is half-way between being
+    counted and committed. An advisory lock, not a row lock on the offer: the
+    click and postback inserts' foreign-key locks on that row never make a cap
+    change wait. Offers are taken in id order. Elsewhere writers are serialised.
+    """
+    # Two 32-bit keys: ids past 2**31 share one with a smaller id (only more waiting).
+    keys = sorted({offer_id & 0x7FFFFFFF for offer_id in offer_ids if offer_id is not None})
+    if not keys or connection.vendor != "postgresql":
+        return
+    function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count({function}(%s, k)) FROM (SELECT unnest(%s::int[]) AS k ORDER BY 1) AS o",
+            [_CAP_LOCK_SPACE, keys],
+        )
 
 
 class Advertiser(models.Model):
@@ -102,6 +131,18 @@ class Goal(models.Model):
     def __str__(self) -> str:
         return f"{self.value} ({self.title})" if self.title else self.value
 
+    def save(self, *args, **kwargs) -> None:
+        """Caps match conversions by goal value: renaming the goal recounts its caps."""
+        with transaction.atomic():
+            stored = Goal.objects.filter(pk=self.pk).values_list("value", flat=True).first()
+            renamed = stored is not None and stored.lower() != self.value.lower()
+            if renamed:
+                lock_caps_of([self.offer_id], exclusive=True)
+            super().save(*args, **kwargs)
+            if renamed:
+                for cap in self.cap_set.all():
+                    cap.recount()
+
 
 class Payout(models.Model):
     class Type(models.TextChoices):
@@ -173,6 +214,9 @@ class Cap(models.Model):
         DECLINED = "declined"
         PENDING = "pending"
 
+    # What decides which conversions the cap counts, and how.
+    COUNTING = ("offer_id", "goal_id", "partner_id", "period", "kind")
+
     offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="caps")
     goal = models.ForeignKey(
         Goal, on_delete=models.CASCADE, null=True, blank=True, help_text="Empty = all goals."
@@ -209,6 +253,26 @@ class Cap(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} ≤ {self.limit:g} per {self.period}"
+
+    def save(self, *args, **kwargs) -> None:
+        """Save; a new cap, or one that counts something else now, starts from the conversions.
+
+        In one transaction: take the cap lock of its offer (and of the offer
+        it leaves) exclusively, save, and if any of COUNTING changed drop the
+        old counters and count the current period afresh. A new limit or
+        overcap_status keeps the counters: they count the same conversions.
+        """
+        with transaction.atomic():
+            stored = Cap.objects.filter(pk=self.pk).values(*self.COUNTING).first()
+            lock_caps_of({self.offer_id, stored and stored["offer_id"]}, exclusive=True)
+            super().save(*args, **kwargs)
+            if stored != {name: getattr(self, name) for name in self.COUNTING}:
+                self.recount()
+
+    def recount(self) -> None:
+        """Drop the counters and count the current period afresh (inside the caller's lock)."""
+        self.counters.all().delete()
+        cap_counting_changed.send(sender=Cap, cap=self)
 
 
 class CapCounter(models.Model):

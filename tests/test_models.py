@@ -153,20 +153,30 @@ def test_postback_state_must_be_known():
     refused(lambda: Postback.objects.filter(pk=row.pk).update(state="lost"))
 
 
-def test_conversion_unique_per_action_id_else_per_click(offer, partner, make_click):
+def test_conversion_unique_per_action_id_and_per_click_and_goal(offer, partner, make_click):
     first, second = make_click(), make_click()
-    make = Conversion.objects.create
-    make(offer=offer, partner=partner, click=first, goal="1", action_id="A1", status="approved")
-    refused(
-        lambda: make(
-            offer=offer, partner=partner, click=second, goal="1", action_id="A1", status="approved"
+
+    def make(click, goal, action_id="", **fields):
+        return Conversion.objects.create(
+            offer=offer,
+            partner=partner,
+            click=click,
+            goal=goal,
+            action_id=action_id,
+            status="approved",
+            **fields,
         )
-    )
-    # Same click, no action_id: one conversion per goal.
-    make(offer=offer, partner=partner, click=first, goal="1", status="approved")
-    refused(lambda: make(offer=offer, partner=partner, click=first, goal="1", status="pending"))
-    make(offer=offer, partner=partner, click=first, goal="sale", status="approved")
-    make(offer=offer, partner=partner, click=first, goal="1", action_id="A2", status="approved")
+
+    make(first, "1", "A1")
+    refused(lambda: make(second, "1", "A1"))
+    # One conversion per click and goal, whatever the action_id; goals ignore case.
+    refused(lambda: make(first, "1"))
+    refused(lambda: make(first, "1", "A2"))
+    make(first, "sale")
+    refused(lambda: make(first, "SALE", "A3"))
+    # ... unless made under a goal that allows several.
+    make(first, "sale", "A4", multiple=True)
+    make(second, "1", "A5")
 
 
 def test_conversion_hold_needs_hold_until(offer, partner, click):

@@ -142,7 +142,7 @@ def test_decline_records_the_managers_reason_and_frees_the_cap(
 ):
     cap = Cap.objects.create(offer=offer, limit=10)
     approved = make_conversion()
-    CapCounter.objects.create(cap=cap, period_key=timezone.now().date().isoformat(), used=1)
+    CapCounter.objects.filter(cap=cap, period_key=timezone.now().date().isoformat()).update(used=1)
     run_action(manager_client, "decline", approved)
     approved.refresh_from_db()
     assert (approved.status, approved.reason) == ("declined", "Rejected by a manager")

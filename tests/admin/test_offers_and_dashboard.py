@@ -47,7 +47,7 @@ def test_offer_page_has_goals_payouts_caps_and_access_inline(manager_client, off
     offer.save()
     OfferAccess.objects.create(offer=offer, partner=partner)
     cap = Cap.objects.create(offer=offer, limit=10)
-    CapCounter.objects.create(cap=cap, period_key=timezone.now().date().isoformat(), used=7)
+    CapCounter.objects.filter(cap=cap, period_key=timezone.now().date().isoformat()).update(used=7)
     Cap.objects.create(offer=offer, limit=500, period=Cap.Period.MONTH, kind=Cap.Kind.PAYOUT)
     html = manager_client.get(OFFER_URL.format(offer.pk)).content.decode()
     for prefix in ("goals-", "payouts-", "caps-", "accesses-"):
@@ -58,7 +58,7 @@ def test_offer_page_has_goals_payouts_caps_and_access_inline(manager_client, off
 
 def test_cap_list_shows_current_usage(manager_client, offer):
     cap = Cap.objects.create(offer=offer, limit=3, period=Cap.Period.ALL)
-    CapCounter.objects.create(cap=cap, period_key="all", used=2)
+    CapCounter.objects.filter(cap=cap, period_key="all").update(used=2)
     assert "2 / 3 in total" in manager_client.get("/admin/offers/cap/").content.decode()
 
 

@@ -207,7 +207,7 @@ def test_caps_show_what_they_used_in_their_current_period(
     CapCounter.objects.create(cap=daily, period_key="2026-05-19", used=7)
     CapCounter.objects.create(cap=daily, period_key="2026-05-20", used=3)
     CapCounter.objects.create(cap=monthly, period_key="2026-05", used=Decimal("42.5"))
-    CapCounter.objects.create(cap=ever, period_key="all", used=99)
+    CapCounter.objects.filter(cap=ever, period_key="all").update(used=99)
     with time_machine.travel("2026-05-20 12:00Z", tick=False):
         with django_assert_max_num_queries(6):
             listed = manager_api.get("/api/v1/caps/", {"offer": offer.pk}).json()

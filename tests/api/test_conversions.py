@@ -48,9 +48,11 @@ def test_conversions_filter_by_each_field(
     assert _ids(manager_api, status="approved", partner=other_partner.pk) == []
 
 
-def test_conversions_filter_by_created_at_range(manager_api, make_conversion):
+def test_conversions_filter_by_created_at_range(manager_api, make_conversion, make_click):
     old = make_conversion(action_id="old", created_at=datetime(2026, 1, 5, tzinfo=UTC))
-    new = make_conversion(action_id="new", created_at=datetime(2026, 3, 5, tzinfo=UTC))
+    new = make_conversion(
+        action_id="new", click=make_click(), created_at=datetime(2026, 3, 5, tzinfo=UTC)
+    )
     assert _ids(manager_api, created_at_after="2026-02-01T00:00:00Z") == [new.pk]
     assert _ids(manager_api, created_at_before="2026-02-01T00:00:00Z") == [old.pk]
     assert _ids(

@@ -54,15 +54,16 @@ def test_a_batch_is_settled_in_arrival_order(worker, click, settings):
 def test_batches_are_cut_at_the_batch_size(worker, make_click, settings):
     settings.POSTBACK_BATCH_SIZE = 7
     ids = [received(clickid=make_click().clickid) for _ in range(30)]
-    assert dispatch.dispatch() == 30
+    dispatch.dispatch()
     wait_for(
         lambda: Postback.objects.filter(pk__in=ids, state="accepted").count() == 30,
         what="30 accepted",
     )
     assert Conversion.objects.count() == 30
-    # Each claim stamps its batch with one dispatch time.
+    # Each claim stamps its batch with one dispatch time. A settled batch dispatches
+    # again while postbacks wait, so another dispatcher may take some of them too.
     sizes = Counter(Postback.objects.filter(pk__in=ids).values_list("dispatched_at", flat=True))
-    assert sorted(sizes.values()) == [2, 7, 7, 7, 7]
+    assert max(sizes.values()) == 7 and len(sizes) >= 5
 
 
 def test_claims_by_concurrent_dispatchers_do_not_overlap(make_click, transactional_db):

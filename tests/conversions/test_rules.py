@@ -169,12 +169,12 @@ def test_duplicate_action_id_is_rejected_even_from_another_click(process, make_c
     assert Conversion.objects.count() == 2
 
 
-def test_one_click_converts_once_per_action_id_and_per_goal(process, click, offer):
+def test_one_click_converts_once_per_goal_whatever_its_action_id(process, click, offer):
     Goal.objects.create(offer=offer, value="sale")
     assert process(clickid=click.clickid, action_id="A").state == "accepted"
-    assert process(clickid=click.clickid, action_id="B").state == "accepted"
+    assert process(clickid=click.clickid, action_id="B").error == "Conversion exists"
     assert process(clickid=click.clickid, goal="sale").conversion.reason == "Payments not found"
-    assert Conversion.objects.count() == 3
+    assert Conversion.objects.count() == 2
 
 
 def test_goal_is_matched_case_insensitively(process, click, offer):
@@ -289,7 +289,7 @@ def test_overcap_pending_cap_lets_conversions_through_as_pending(process, make_c
     Cap.objects.create(offer=offer, limit=1, overcap_status="pending")
     assert process(clickid=make_click().clickid).conversion.status == "approved"
     conv = process(clickid=make_click().clickid).conversion
-    assert (conv.status, conv.reason) == ("pending", "")
+    assert (conv.status, conv.reason) == ("pending", "Cap is reached")
 
 
 def test_payout_cap_counts_money(process, make_click, offer):

@@ -32,13 +32,18 @@ def make_postback(partner, httpserver):
 
 
 @pytest.fixture
-def make_conversion(offer, partner, click):
+def make_conversion(offer, partner, click, make_click):
     """A conversion, created and fired the way the callback does it."""
 
     def make(**fields) -> Conversion:
         fields.setdefault("offer", offer)
         fields.setdefault("partner", partner)
-        fields.setdefault("click", click)
+        if "click" not in fields:
+            # One conversion per click and goal: the first on ``click``, others on their own.
+            taken = Conversion.objects.filter(click=click).exists()
+            fields["click"] = (
+                make_click(offer=fields["offer"], partner=fields["partner"]) if taken else click
+            )
         fields.setdefault("status", "approved")
         fields.setdefault("payout", Decimal("2"))
         fields.setdefault("revenue", Decimal("3"))
