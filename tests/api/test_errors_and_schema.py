@@ -97,7 +97,10 @@ def test_conversions_status_filter_takes_the_postback_codes(
     wanted = make_conversion(
         status=name, action_id="w", hold_until=timezone.now() + timedelta(days=1)
     )
-    make_conversion(status="approved" if name != "approved" else "pending", action_id="x")
+    # Another goal: a click has one conversion per goal.
+    make_conversion(
+        status="approved" if name != "approved" else "pending", action_id="x", goal="reg"
+    )
 
     for value in (code, name):
         body = manager_api.get("/api/v1/conversions/", {"status": value}).json()
