@@ -8,6 +8,7 @@ from django.db import models
 from django.http import HttpRequest
 from django.utils import timezone
 
+from affise_proj.history_admin import HistoryAdminMixin
 from conversions.processing import caps
 from partners.models import OfferAccess
 
@@ -132,7 +133,7 @@ class MaskedSecureMixin:
 
 
 @admin.register(Advertiser)
-class AdvertiserAdmin(MaskedSecureMixin, admin.ModelAdmin):
+class AdvertiserAdmin(HistoryAdminMixin, MaskedSecureMixin, admin.ModelAdmin):
     list_display = ("id", "name", "has_secure", "allowed_ips")
     search_fields = ("name",)
 
@@ -146,7 +147,7 @@ URL_FIELDS = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(Offer)
-class OfferAdmin(MaskedSecureMixin, admin.ModelAdmin):
+class OfferAdmin(HistoryAdminMixin, MaskedSecureMixin, admin.ModelAdmin):
     formfield_overrides = URL_FIELDS
     list_display = (
         "id",
@@ -178,7 +179,7 @@ class OfferAdmin(MaskedSecureMixin, admin.ModelAdmin):
 
 
 @admin.register(Payout)
-class PayoutAdmin(admin.ModelAdmin):
+class PayoutAdmin(HistoryAdminMixin, admin.ModelAdmin):
     list_display = ("id", "offer", "goal", "partner", "country", "type", "revenue", "payout")
     list_select_related = ("offer", "goal", "partner")
     list_filter = ("type", "offer")
@@ -186,7 +187,7 @@ class PayoutAdmin(admin.ModelAdmin):
 
 
 @admin.register(Cap)
-class CapAdmin(admin.ModelAdmin):
+class CapAdmin(HistoryAdminMixin, admin.ModelAdmin):
     list_display = ("id", "offer", "goal", "partner", "kind", "limit", "overcap_status", "usage")
     list_select_related = ("offer", "goal", "partner")
     list_filter = ("period", "kind", "offer")
