@@ -26,6 +26,10 @@ MANAGER = "manager"
 IMPORT = "import"
 SYSTEM = "system"
 SOURCES = (POSTBACK, MANAGER, IMPORT, SYSTEM)
+# Shown as changed, never as their values: whoever reads a history may not read these.
+SECRET_FIELDS = frozenset({"secure"})
+SECRET_MASK = "••••••"
+EMPTY = ("", None, [], {})
 # Paths where staff change things, and the methods that change them.
 MANAGED_PATHS = ("/admin/", "/api/")
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -77,28 +81,31 @@ def _plain(value):
     return value
 
 
+def _masked(changes: dict) -> dict:
+    """Secret fields' values replaced by a mask (an empty one stays empty: none was set)."""
+    return {
+        name: [SECRET_MASK if value else value for value in pair] if name in SECRET_FIELDS else pair
+        for name, pair in changes.items()
+    }
+
+
 def entries(events: Iterable[models.Model], fields: Iterable[str]) -> list[dict]:
     """The events of one object, oldest first, as DESIGN.md's history entries.
 
     Each entry: ``at``, ``user`` (username; None for the system), ``source``,
     ``changes`` (``{field: [old, new]}``, against the event before it; a
     creation's old values are None, a deletion's new ones) and ``comment``.
-    An event that changed none of ``fields`` is left out.
+    An event that changed none of ``fields`` is left out; SECRET_FIELDS show
+    that they changed, not their values.
     """
     fields = list(fields)
     out, before = [], None
     for event in events:
         now = {name: _plain(getattr(event, name)) for name in fields}
         if event.pgh_label == "delete":
-            changes = {
-                name: [value, None] for name, value in now.items() if value not in ("", None)
-            }
+            changes = {name: [value, None] for name, value in now.items() if value not in EMPTY}
         elif before is None:
-            changes = {
-                name: [None, value]
-                for name, value in now.items()
-                if value not in ("", None, [], {})
-            }
+            changes = {name: [None, value] for name, value in now.items() if value not in EMPTY}
         else:
             changes = {
                 name: [before[name], now[name]] for name in fields if before[name] != now[name]
@@ -112,7 +119,7 @@ def entries(events: Iterable[models.Model], fields: Iterable[str]) -> list[dict]
                 "at": event.pgh_created_at.isoformat(),
                 "user": metadata.get("username"),
                 "source": metadata.get("source", SYSTEM),
-                "changes": changes,
+                "changes": _masked(changes),
                 "comment": metadata.get("comment", ""),
             }
         )

@@ -226,6 +226,7 @@ SPECTACULAR_SETTINGS = {
         "ConversionStatusEnum": "conversions.models.Conversion.Status",
         "PostbackStateEnum": "conversions.models.Postback.State",
         "PostbackDeliveryStateEnum": "conversions.models.PostbackDelivery.State",
+        "PostbackRuleActionEnum": "offers.models.PostbackRule.Action",
     },
 }
 

@@ -13,7 +13,7 @@ from conversions.processing import caps
 from partners.models import OfferAccess
 
 from . import secrecy
-from .models import Advertiser, Cap, Goal, Offer, Payout
+from .models import Advertiser, Cap, ExchangeRate, Goal, Offer, Payout, PostbackRule
 
 PERIOD_WORDS = {Cap.Period.DAY: "today", Cap.Period.MONTH: "this month", Cap.Period.ALL: "in total"}
 
@@ -99,6 +99,13 @@ class CapInline(OfferScopedInline):
         return cap_usage(obj)
 
 
+class PostbackRuleInline(OfferScopedInline):
+    model = PostbackRule
+    fields = ("goal", "field", "op", "value", "action", "reason")
+    autocomplete_fields = ()
+    verbose_name_plural = "rules (declined first, then pending; before caps)"
+
+
 class OfferAccessInline(admin.TabularInline):
     model = OfferAccess
     extra = 0
@@ -163,7 +170,7 @@ class OfferAdmin(HistoryAdminMixin, MaskedSecureMixin, admin.ModelAdmin):
     list_select_related = ("advertiser",)
     list_filter = ("status", "privacy", "advertiser")
     search_fields = ("title", "=id")
-    inlines = (GoalInline, PayoutInline, CapInline, OfferAccessInline)
+    inlines = (GoalInline, PayoutInline, CapInline, PostbackRuleInline, OfferAccessInline)
     change_form_template = "admin/offers/offer/change_form.html"
 
     def change_view(self, request: HttpRequest, object_id, form_url="", extra_context=None):
@@ -196,3 +203,21 @@ class CapAdmin(HistoryAdminMixin, admin.ModelAdmin):
     @admin.display(description="current usage")
     def usage(self, obj: Cap) -> str:
         return cap_usage(obj)
+
+
+@admin.register(PostbackRule)
+class PostbackRuleAdmin(HistoryAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "offer", "goal", "field", "op", "value", "action", "reason")
+    list_select_related = ("offer", "goal")
+    list_filter = ("action", "offer")
+    autocomplete_fields = ("offer",)
+    raw_id_fields = ("goal",)
+
+
+@admin.register(ExchangeRate)
+class ExchangeRateAdmin(admin.ModelAdmin):
+    list_display = ("date", "base", "quote", "rate")
+    list_filter = ("base", "quote")
+    date_hierarchy = "date"
+    search_fields = ("=base", "=quote")
+    ordering = ("-date", "base", "quote")

@@ -97,5 +97,5 @@ def validate_status_map(value) -> None:
 
 
 def validate_positive_rate(value) -> None:
-    if value is None or value <= 0:
+    if value is None or not value.is_finite() or value <= 0:
         raise ValidationError("A rate is above 0.", code="rate")

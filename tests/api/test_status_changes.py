@@ -94,7 +94,9 @@ def test_two_managers_approving_at_once_apply_one_change_and_notify_once(
 
     changed = run_concurrently(2, change)
     assert sorted(changed) == [False, True]
-    assert list(PostbackDelivery.objects.values_list("status", "event")) == [("approved", 2)]
+    # First attempts only: a worker running in this session may be retrying them.
+    sent = PostbackDelivery.objects.filter(attempt=1).values_list("status", "event")
+    assert list(sent) == [("approved", 2)]
     conversion.refresh_from_db()
     assert (conversion.status, conversion.version) == ("approved", 2)
 
@@ -113,7 +115,9 @@ def test_two_different_changes_at_once_both_apply_in_turn_each_notified_once(
 
     assert run_concurrently(2, change) == [True, True]
     conversion.refresh_from_db()
-    sent = list(PostbackDelivery.objects.order_by("event").values_list("status", "event"))
+    sent = list(
+        PostbackDelivery.objects.filter(attempt=1).order_by("event").values_list("status", "event")
+    )
     # Each applied change is one event, sent once; the last applied is the status now.
     assert sorted(status for status, _ in sent) == sorted(wanted)
     assert [event for _, event in sent] == [2, 3]
