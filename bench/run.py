@@ -494,7 +494,9 @@ def main() -> int:
             from bench.scaling import case_scaling
 
             log("case 6: processing rate with 1, 2, 4 worker processes and 2 worker hosts")
-            results["scaling"] = case_scaling(stack, clickids, RUNS, out_dir, log)
+            results["scaling"] = case_scaling(
+                stack, clickids, RUNS, out_dir, log, offer.pk, partner.pk
+            )
     finally:
         stack.close()
     results["config"]["seconds"] = time.monotonic() - started

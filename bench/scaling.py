@@ -15,11 +15,11 @@ import json
 import os
 from pathlib import Path
 
-from bench import data
+from bench import data, load
 from bench.measure import median_spread, new_tag, unfinished, wait_drained
 from bench.stack import Stack, wait_until
 
-COUNT = int(os.environ.get("BENCH_SCALING_COUNT", "3000"))
+COUNT = int(os.environ.get("BENCH_SCALING_COUNT", "5000"))
 CONFIGS = [
     ("1 process", [1]),
     ("2 processes", [2]),
@@ -69,75 +69,155 @@ def _redis(stack: Stack) -> int:
     return int((stack.dir / "redis" / "redis.pid").read_text().strip())
 
 
-def case_scaling(stack: Stack, clickids: list[str], runs: int, out_dir: Path, log) -> dict:
-    from bench.run import Nudger, _insert_received
+def _wal(stack: Stack) -> int:
+    return int(float(stack.psql("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')")))
 
-    results = {}
-    for label, hosts in CONFIGS:
-        names = [f"scale{i}" for i in range(len(hosts))]
-        for name, concurrency in zip(names, hosts, strict=True):
-            var = stack.dir / f"{name}-var"
-            var.mkdir(exist_ok=True)
-            stack.start_worker(name, concurrency=concurrency, VAR_DIR=str(var))
-        for name in names:
-            wait_until(lambda name=name: stack.worker_ready(name), 60, f"worker {name}")
-        measured = []
-        for run in range(runs):
-            data.reset_postbacks()
-            stack.flush_redis()
-            _insert_received(clickids, COUNT, new_tag(f"scale{run}-"))
-            roots = [stack.procs[name].pid for name in names]
-            before = (
-                tree_cpu([_postmaster(stack)]),
-                tree_cpu(roots),
-                tree_cpu([_redis(stack)]),
-                machine_busy(),
-            )
-            with Nudger():
-                took = wait_drained(COUNT, timeout=300)
-            if took is None:
-                raise RuntimeError(f"{label}: {unfinished()} postbacks not final in 300 s")
-            after = (
-                tree_cpu([_postmaster(stack)]),
-                tree_cpu(roots),
-                tree_cpu([_redis(stack)]),
-                machine_busy(),
-            )
-            db, workers, redis, machine = (b - a for a, b in zip(before, after, strict=True))
-            measured.append(
+
+class Meter:
+    """CPU seconds of the database, the given app processes and Redis, and WAL bytes, over a span."""
+
+    def __init__(self, stack: Stack, roots: list[int]) -> None:
+        self.stack, self.roots = stack, roots
+
+    def read(self) -> tuple[float, ...]:
+        return (
+            tree_cpu([_postmaster(self.stack)]),
+            tree_cpu(self.roots),
+            tree_cpu([_redis(self.stack)]),
+            machine_busy(),
+            float(_wal(self.stack)),
+        )
+
+    def __enter__(self):
+        self.before = self.read()
+        return self
+
+    def __exit__(self, *exc):
+        after = self.read()
+        self.db, self.app, self.redis, self.machine, self.wal = (
+            b - a for a, b in zip(self.before, after, strict=True)
+        )
+
+
+def intake_costs(stack: Stack, clickid: str, offer_id: int, pid: int, runs: int, log) -> dict:
+    """What one accepted postback and one stored click cost the web and the database.
+
+    wrk at 64 connections for 10 s on /postback (no worker runs: the postbacks
+    stay received) and on /click (the buffer flushed into the table by this
+    process at the end, so the database's cost of storing the clicks counts).
+    """
+    from conversions.intake import click_buffer
+
+    web = stack.procs["web"].pid
+    results: dict[str, list[dict]] = {"postback": [], "click": []}
+    for run in range(runs):
+        for name in ("postback", "click"):
+            with Meter(stack, [web]) as meter:
+                if name == "postback":
+                    answer = load.wrk(
+                        f"{stack.base_url}/postback",
+                        seconds=10,
+                        WRK_POSTBACK_CLICKID=clickid,
+                        WRK_RUN=new_tag(f"cost{run}"),
+                    )
+                else:
+                    answer = load.wrk(
+                        f"{stack.base_url}/click?offer_id={offer_id}&pid={pid}", seconds=10
+                    )
+                    while click_buffer.pending():
+                        click_buffer.flush()
+            n = answer["requests"]
+            results[name].append(
                 {
-                    "rate": COUNT / took,
-                    "db_cpu_s": db,
-                    "worker_cpu_s": workers,
-                    "redis_cpu_s": redis,
-                    "machine_busy_s": machine,
-                    "seconds": took,
-                    "db_share": db / (db + workers + redis),
+                    "rps": answer["rps"],
+                    "web_cpu_ms": 1000 * meter.app / n,
+                    "db_cpu_ms": 1000 * meter.db / n,
+                    "redis_cpu_ms": 1000 * meter.redis / n,
+                    "wal_bytes": meter.wal / n,
+                    "machine_busy_s": meter.machine,
                 }
             )
             log(
-                f"{label}: {COUNT} final in {took:.1f}s = {COUNT / took:.0f}/s; CPU s: "
-                f"db {db:.1f}, workers {workers:.1f}, redis {redis:.1f}, machine {machine:.1f}"
+                f"{name}: {answer['rps']:.0f}/s; per request: web {1000 * meter.app / n:.2f} ms"
+                f", db {1000 * meter.db / n:.2f} ms CPU, WAL {meter.wal / n:.0f} bytes"
             )
-        for name in names:
-            stack.stop(name)
+        data.reset_postbacks()
+    return {
+        name: {key: median_spread([m[key] for m in rows]) for key in rows[0]}
+        for name, rows in results.items()
+    }
+
+
+def _process_once(stack: Stack, clickids: list[str], label: str, hosts, run: int, log) -> dict:
+    """One configuration's workers started, the backlog processed once, the workers stopped."""
+    from bench.run import Nudger, _insert_received
+
+    names = [f"scale{i}" for i in range(len(hosts))]
+    for name, concurrency in zip(names, hosts, strict=True):
+        var = stack.dir / f"{name}-var"
+        var.mkdir(exist_ok=True)
+        stack.start_worker(name, concurrency=concurrency, VAR_DIR=str(var))
+    for name in names:
+        wait_until(lambda name=name: stack.worker_ready(name), 60, f"worker {name}")
+    data.reset_postbacks()
+    stack.flush_redis()
+    _insert_received(clickids, COUNT, new_tag(f"scale{run}-"))
+    roots = [stack.procs[name].pid for name in names]
+    with Meter(stack, roots) as meter, Nudger():
+        took = wait_drained(COUNT, timeout=300)
+    if took is None:
+        raise RuntimeError(f"{label}: {unfinished()} postbacks not final in 300 s")
+    for name in names:
+        stack.stop(name)
+    log(
+        f"{label}: {COUNT} final in {took:.1f}s = {COUNT / took:.0f}/s; CPU s: db "
+        f"{meter.db:.1f}, workers {meter.app:.1f}, redis {meter.redis:.1f}, "
+        f"machine {meter.machine:.1f} of {os.cpu_count() * took:.1f}"
+    )
+    return {
+        "rate": COUNT / took,
+        "db_cpu_s": meter.db,
+        "worker_cpu_s": meter.app,
+        "redis_cpu_s": meter.redis,
+        "machine_busy_s": meter.machine,
+        "seconds": took,
+        "db_share": meter.db / (meter.db + meter.app + meter.redis),
+        "wal_bytes_per_postback": meter.wal / COUNT,
+    }
+
+
+def case_scaling(
+    stack: Stack, clickids: list[str], runs: int, out_dir: Path, log, offer_id: int, pid: int
+) -> dict:
+    log("intake: CPU and WAL per accepted postback and per stored click (web only)")
+    intake = intake_costs(stack, clickids[-1], offer_id, pid, runs, log)
+    measured: dict[str, list[dict]] = {label: [] for label, _ in CONFIGS}
+    # Rounds interleave the configurations, so a spell of other work on the
+    # shared machine falls on each of them, not on one.
+    for run in range(runs):
+        for label, hosts in CONFIGS:
+            measured[label].append(_process_once(stack, clickids, label, hosts, run, log))
+    results = {}
+    for label, hosts in CONFIGS:
+        rows = measured[label]
         results[label] = {
             "processes": sum(hosts),
             "hosts": len(hosts),
-            **{
-                key: median_spread([m[key] for m in measured])
-                for key in measured[0]
-                if key != "seconds"
-            },
-            # Per 1,000 postbacks: what a sizing takes from these runs.
-            "db_cpu_ms_per_postback": median_spread(
-                [1000 * m["db_cpu_s"] / COUNT for m in measured]
-            ),
+            **{key: median_spread([m[key] for m in rows]) for key in rows[0] if key != "seconds"},
+            # Per postback: what a sizing takes from these runs.
+            "db_cpu_ms_per_postback": median_spread([1000 * m["db_cpu_s"] / COUNT for m in rows]),
             "worker_cpu_ms_per_postback": median_spread(
-                [1000 * m["worker_cpu_s"] / COUNT for m in measured]
+                [1000 * m["worker_cpu_s"] / COUNT for m in rows]
             ),
         }
-    summary = {"count": COUNT, "runs": runs, "cpus": os.cpu_count(), "configs": results}
+    summary = {
+        "count": COUNT,
+        "runs": runs,
+        "cpus": os.cpu_count(),
+        "configs": results,
+        "intake": intake,
+        "load": os.getloadavg(),
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "bench-scaling.json").write_text(json.dumps(summary, indent=1))
     chart(summary, out_dir / "bench-scaling.png")
@@ -193,8 +273,9 @@ def section(summary: dict) -> str:
     """The report's section: one row per configuration."""
     rows = [
         "| workers | postbacks/s (median, min-max) | PostgreSQL CPU ms / postback | "
-        "workers CPU ms / postback | database share of the pipeline's CPU |",
-        "| --- | --- | --- | --- | --- |",
+        "workers CPU ms / postback | database share of the pipeline's CPU | WAL bytes / "
+        "postback |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for label, c in summary["configs"].items():
         rate = c["rate"]
@@ -202,6 +283,19 @@ def section(summary: dict) -> str:
             f"| {label} | {rate['median']:.0f} ({rate['min']:.0f}-{rate['max']:.0f}) | "
             f"{c['db_cpu_ms_per_postback']['median']:.2f} | "
             f"{c['worker_cpu_ms_per_postback']['median']:.2f} | "
-            f"{c['db_share']['median']:.0%} |"
+            f"{c['db_share']['median']:.0%} | {c['wal_bytes_per_postback']['median']:.0f} |"
+        )
+    rows += [
+        "",
+        "| intake (wrk, 64 connections, 10 s) | requests/s | web CPU ms / request | "
+        "PostgreSQL CPU ms / request | Redis CPU ms / request | WAL bytes / request |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, c in summary["intake"].items():
+        rows.append(
+            f"| {'GET /postback, accepted' if name == 'postback' else 'GET /click, stored'} | "
+            f"{c['rps']['median']:.0f} | {c['web_cpu_ms']['median']:.2f} | "
+            f"{c['db_cpu_ms']['median']:.3f} | {c['redis_cpu_ms']['median']:.3f} | "
+            f"{c['wal_bytes']['median']:.0f} |"
         )
     return "\n".join(rows)
