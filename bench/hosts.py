@@ -5,8 +5,9 @@ and a Celery worker) with its own ``var/`` and so its own postback spool, as
 separate machines have their own disks; a third runs the beat. They share a
 private PostgreSQL and the broker (Redis, or RabbitMQ with a Redis beside it).
 A load generator sends postbacks to both in turn, as a load balancer would,
-and sends a postback to the other host when its host refuses the connection
-(nginx's ``proxy_next_upstream error``).
+takes a host out of its rotation when it dies and back once it answers again
+(a health check), and sends a postback to the other host when its host
+refuses the connection (nginx's ``proxy_next_upstream error``).
 
 The faults, while the stream runs:
 1. PostgreSQL stops for a few seconds: both hosts answer from their spools;
@@ -103,6 +104,9 @@ class Host:
         self.var.mkdir(parents=True)
         self.procs: list[subprocess.Popen] = []
         self.pgid: int | None = None
+        # In the balancer's rotation: a host comes in once it answers (a health
+        # check) and leaves when it dies.
+        self.in_rotation = False
 
     @property
     def url(self) -> str:
@@ -172,6 +176,7 @@ class Host:
         if self.pgid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pgid, signal.SIGKILL)
+        self.in_rotation = False
         for proc in self.procs:
             proc.wait()
         self.procs, self.pgid = [], None
@@ -195,6 +200,8 @@ async def _send_all(urls_by_host: list[tuple[Host, Host, str]], rate: float, max
         session._retry_connection = False  # aiohttp 3.10+ has no public switch
 
         async def one(i: int, first: Host, second: Host, path: str):
+            if not first.in_rotation:
+                first, second = second, first
             answer = await load._one(session, i, first.url + path, started, 10)
             if answer.error == "ClientConnectorError":
                 return second, await load._one(session, i, second.url + path, started, 10)
@@ -322,6 +329,7 @@ def _run(stack, plan, write_doc, broker, a: Host, b: Host, beat: Host, count, cl
     beat.start_beat()
     for host in (a, b):
         wait_until(host.web_up, 60, f"host {host.name}'s web")
+        host.in_rotation = True
     wait_until(lambda: stack.worker_ready("host-a") and stack.worker_ready("host-b"), 60, "workers")
 
     tag = new_tag("h")
@@ -380,8 +388,10 @@ def _run(stack, plan, write_doc, broker, a: Host, b: Host, beat: Host, count, cl
         a.start_web()
         a.start_worker()
         wait_until(a.web_up, 60, "host A's web")
-        note("host A back (web and worker)")
-        at(plan.second_kill_at)
+        a.in_rotation = True
+        note("host A back (web and worker), in the rotation again")
+        # Some seconds of traffic on A before it dies again, however slow its start was.
+        at(max(plan.second_kill_at, time.monotonic() - started + 8))
         processing = Postback.objects.filter(state="processing").count()
         a.kill()
         note(f"host A SIGKILLed whole again, PostgreSQL up, {processing} postbacks processing")
@@ -409,7 +419,7 @@ def _run(stack, plan, write_doc, broker, a: Host, b: Host, beat: Host, count, cl
         "answered_by_a": len(answered["a"]),
         "answered_by_b": len(answered["b"]),
         "unanswered": len(results) - len(answered["a"]) - len(answered["b"]),
-        "failed_over_to_b": sum(
+        "sent_to_b_for_a": sum(
             1 for i, (host, _) in enumerate(results) if host.name == "b" and i % 2 == 0
         ),
         "a_answered_on_its_disk": len(answered["a"] & seen.get("on_a_disk", set())),
@@ -472,8 +482,10 @@ def _write_doc(path: Path, plan: Plan, counts: dict, events: list, problems: lis
         "",
         f"Stream: {plan.rate:.0f} postbacks/s for {plan.seconds:.0f} s, each with a unique "
         "action_id and a click of its own (1 in 10 with an unknown clickid: must be "
-        "rejected), sent to A and B in turn; a postback whose host refuses the connection "
-        "goes to the other (a balancer's retry of a connection never made). Client timeout "
+        "rejected), sent to A and B in turn as a balancer does: a host leaves the rotation "
+        "when it dies and comes back once it answers, and a postback whose host refuses "
+        "the connection goes to the other (a retry of a connection never made; no retry "
+        "of a request sent). Client timeout "
         "10 s. Faults (seconds from the start of the stream):",
         "",
         *[f"- {t:.1f} s: {what}" for t, what in events],
