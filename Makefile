@@ -30,9 +30,10 @@ run: install
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Benchmarks and fault tests start their own PostgreSQL (port 5440), Redis (6390)
-# and app processes on loopback, and stop them at the end; they need the
-# PostgreSQL 15 binaries and redis-server; make bench also wrk (installed here
+# Benchmarks and fault tests start their own PostgreSQL (port 5440), Redis (6390),
+# with BROKER=rabbitmq a RabbitMQ node (5673), and app processes on loopback, and
+# stop them at the end; they need the PostgreSQL 15 binaries and redis-server
+# (and rabbitmq-server for BROKER=rabbitmq); make bench also wrk (installed here
 # when missing).
 $(VENV)/.bench: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[dev,bench]'

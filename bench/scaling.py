@@ -243,7 +243,7 @@ def chart(summary: dict, path: Path) -> None:
     left.set_ylabel("postbacks processed per second")
     left.set_title(f"Processing rate, {summary['count']} postbacks (median, min-max)")
     for i, m in enumerate(medians):
-        left.annotate(f"{m:.0f}", (i, m), ha="center", va="bottom", fontsize=9)
+        left.annotate(f"{m:.0f}/s", (i, m / 2), ha="center", color="white", fontsize=9)
     parts = ("db_cpu_s", "worker_cpu_s", "redis_cpu_s")
     names = ("PostgreSQL", "Celery workers", "Redis")
     colours = ("#cc6677", "#4477aa", "#999933")
@@ -260,8 +260,10 @@ def chart(summary: dict, path: Path) -> None:
     right.legend(fontsize=8)
     for ax in (left, right):
         ax.tick_params(axis="x", labelsize=8)
+    load = summary.get("load")
     fig.suptitle(
-        f"Worker scaling on {summary['cpus']} shared cores (Redis broker, batches of up to 500)",
+        f"Worker scaling on {summary['cpus']} shared cores (Redis broker, batches of up to 500)"
+        + (f"; load average {load[0]:.0f} from other work at the end" if load else ""),
         fontsize=10,
     )
     fig.tight_layout()
