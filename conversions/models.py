@@ -57,6 +57,64 @@ class Click(models.Model):
         return self.clickid
 
 
+class PostbackQuerySet(models.QuerySet):
+    """Every change of a postback's state, each one conditional UPDATE on these rows.
+
+    received -> processing (``claim``) -> accepted / rejected / failed
+    (``settle``); back to received when a publish fails (``release``) or a
+    batch breaks (``retry_or_fail``); rejected / failed -> received by an
+    operator (``requeue``). The condition on the current state is what makes
+    each safe to run twice or concurrently: a row already moved is not matched.
+    """
+
+    def claim(self, *, stale: bool = False, now=None) -> int:
+        """received (or, ``stale``, abandoned processing) -> processing; one more attempt."""
+        State = self.model.State
+        return self.filter(state=State.PROCESSING if stale else State.RECEIVED).update(
+            state=State.PROCESSING,
+            dispatched_at=now or timezone.now(),
+            attempts=models.F("attempts") + 1,
+        )
+
+    def release(self) -> int:
+        """processing -> received, the attempt not counted: its batch was never published."""
+        State = self.model.State
+        return self.filter(state=State.PROCESSING).update(
+            state=State.RECEIVED, attempts=models.F("attempts") - 1
+        )
+
+    def settle(self, state: str, error: str, offer_id, processed_at) -> int:
+        """Write the outcome the callback decided (the rows are locked by it)."""
+        return self.update(state=state, error=error, offer_id=offer_id, processed_at=processed_at)
+
+    def retry_or_fail(self, error: str, max_attempts: int) -> None:
+        """A batch whose processing broke: failed at ``max_attempts``, else received again."""
+        State = self.model.State
+        unfinished = self.filter(state=State.PROCESSING)
+        unfinished.filter(attempts__gte=max_attempts).update(
+            state=State.FAILED, error=error, processed_at=timezone.now()
+        )
+        unfinished.update(state=State.RECEIVED, error=error)
+
+    def fail_abandoned(self, dispatched_before, max_attempts: int) -> int:
+        """processing rows abandoned after ``max_attempts`` attempts -> failed."""
+        State = self.model.State
+        return self.filter(
+            state=State.PROCESSING, dispatched_at__lte=dispatched_before, attempts__gte=max_attempts
+        ).update(
+            state=State.FAILED,
+            error=f"Processing did not finish after {max_attempts} attempts",
+            processed_at=timezone.now(),
+        )
+
+    def requeue(self) -> int:
+        """rejected / failed -> received, attempts from zero (an operator's re-queue)."""
+        State = self.model.State
+        return self.filter(state__in=[State.REJECTED, State.FAILED]).update(
+            state=State.RECEIVED, error="", attempts=0, processed_at=None, dispatched_at=None
+        )
+
+
 class Postback(models.Model):
     """One inbound postback as received: the source of truth for processing."""
 
@@ -85,6 +143,8 @@ class Postback(models.Model):
     )
     dispatched_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PostbackQuerySet.as_manager()
 
     class Meta:
         permissions = [("requeue_postback", "Can re-queue rejected or failed postbacks")]

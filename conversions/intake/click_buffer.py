@@ -40,6 +40,8 @@ from django.db import DataError, IntegrityError, connection, transaction
 from redis.exceptions import RedisError
 
 from conversions.models import SUB_FIELDS, Click
+from offers.models import Offer
+from partners.models import Partner
 
 from .redis_connection import KeptConnection
 
@@ -205,9 +207,6 @@ def _decode(entries) -> list[tuple]:
 
 @functools.cache
 def _insert_sql() -> str:
-    from offers.models import Offer
-    from partners.models import Partner
-
     # PostgreSQL reads the entries' JSON itself: no per-value work here.
     values = ", ".join(
         f"(j->>{i})::{_TYPES[c]}" if c in _TYPES else f"j->>{i}" for i, c in enumerate(COLUMNS)

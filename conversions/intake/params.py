@@ -17,13 +17,9 @@ from functools import cache
 from django.db import models
 
 from conversions.models import Conversion, Postback
+from conversions.outcomes import Rejection
 
 from .addresses import valid_ip
-
-MISSING_CLICKID = "Missing mandatory parameter clickid"
-INVALID_CLICKID = "Click_id: invalid format"
-INVALID_STATUS = "Invalid parameter status"
-INVALID_SUM = "Invalid parameter sum"
 
 CLICKID_RE = re.compile(r"^[0-9a-fA-F]{24}$")
 STATUS_CODES = {"1": "approved", "2": "pending", "3": "declined", "5": "hold"}
@@ -138,9 +134,9 @@ class Param:
 
 
 PARAMS: dict[str, Param] = {
-    "clickid": Param(("clickid", "click_id"), _clickid, invalid=INVALID_CLICKID),
-    "status": Param(("status",), _status, invalid=INVALID_STATUS),
-    "sum": Param(("sum",), _sum, invalid=INVALID_SUM),
+    "clickid": Param(("clickid", "click_id"), _clickid, invalid=Rejection.INVALID_CLICKID),
+    "status": Param(("status",), _status, invalid=Rejection.INVALID_STATUS),
+    "sum": Param(("sum",), _sum, invalid=Rejection.INVALID_SUM),
     "goal": Param(("goal",), _goal, column=(Conversion, "goal")),
     "action_id": Param(("action_id",), column=(Conversion, "action_id")),
     "ip": Param(("ip",), _ip),
