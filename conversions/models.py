@@ -5,10 +5,15 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from offers.macros import SUBS
 from offers.models import MONEY, Offer
 from partners.models import Partner, PartnerPostback
 
-SUB_FIELDS = tuple(f"sub{i}" for i in range(1, 9))
+# A click's sub1..sub8, the macros offers name.
+SUB_FIELDS = SUBS
+# A clickid as made here (new_clickid): 24 lowercase hex characters. Input is
+# lowered before it is matched (intake/params.py).
+CLICKID_PATTERN = "[0-9a-f]{24}"
 
 
 def new_clickid() -> str:
@@ -44,7 +49,8 @@ class Click(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(clickid__regex=r"^[0-9a-f]{24}$"), name="click_clickid_format"
+                condition=models.Q(clickid__regex=f"^{CLICKID_PATTERN}$"),
+                name="click_clickid_format",
             ),
             models.UniqueConstraint(fields=["clickid"], name="click_clickid_unique"),
         ]

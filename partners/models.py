@@ -46,7 +46,6 @@ class OfferAccess(models.Model):
         return f"{self.partner} → {self.offer}"
 
 
-# Conversion.Status values (conversions imports this app, not the reverse).
 # The statuses of a conversion (conversions.models.Conversion.Status, which
 # builds on this app; tests/test_models.py holds the two equal), in its order.
 CONVERSION_STATUSES = ("approved", "pending", "declined", "hold")

@@ -26,7 +26,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from conversions.models import Conversion, PostbackDelivery
+from conversions.intake.params import STATUS_CODES as ADVERTISER_STATUS_CODES
+from conversions.models import SUB_FIELDS, Conversion, PostbackDelivery
 from offers.macros import fill
 from partners.models import PartnerPostback
 
@@ -43,7 +44,8 @@ DELIVER_TASK = "partners.tasks.deliver"
 PUBLISH_LEASE = timedelta(seconds=120)
 # How much of the partner's answer is kept on the row.
 STORED_RESPONSE_CHARS = 1024
-STATUS_CODES = {"approved": 1, "pending": 2, "declined": 3, "hold": 5}
+# The {status} macro: the code an advertiser sends for the status (1/2/3/5).
+STATUS_CODES = {status: int(code) for code, status in ADVERTISER_STATUS_CODES.items()}
 NOT_SENT_DISABLED = "Not sent: the partner postback is disabled"
 
 
@@ -108,8 +110,8 @@ def macro_values(conversion: "Conversion") -> dict[str, object]:
         "date": timezone.localtime(conversion.created_at).date().isoformat(),
         "timestamp": int(conversion.created_at.timestamp()),
     }
-    for i in range(1, 9):
-        values[f"sub{i}"] = getattr(click, f"sub{i}", "") if click else ""
+    for name in SUB_FIELDS:
+        values[name] = getattr(click, name, "") if click else ""
     return values
 
 

@@ -39,7 +39,7 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 from redis.exceptions import RedisError
 
-from conversions.models import SUB_FIELDS, Click
+from conversions.models import CLICKID_PATTERN, SUB_FIELDS, Click
 from offers.models import Offer
 from partners.models import Partner
 
@@ -63,7 +63,7 @@ _blocked_until = 0.0
 FIELDS = ("ip", "user_agent", "referrer", "country", *SUB_FIELDS)
 COLUMNS = ("clickid", "offer_id", "partner_id", "created_at", *FIELDS)
 _TYPES = {"offer_id": "bigint", "partner_id": "bigint", "created_at": "timestamptz", "ip": "inet"}
-CLICKID_RE = re.compile(r"[0-9a-f]{24}")
+CLICKID_RE = re.compile(CLICKID_PATTERN)
 
 
 class _Stream:

@@ -16,12 +16,12 @@ from functools import cache
 
 from django.db import models
 
-from conversions.models import Conversion, Postback
+from conversions.models import CLICKID_PATTERN, Conversion, Postback
 from conversions.outcomes import Rejection
 
 from .addresses import valid_ip
 
-CLICKID_RE = re.compile(r"^[0-9a-fA-F]{24}$")
+CLICKID_RE = re.compile(f"^{CLICKID_PATTERN}$", re.IGNORECASE)
 STATUS_CODES = {"1": "approved", "2": "pending", "3": "declined", "5": "hold"}
 MAX_SUM = Decimal("1e11")
 CUSTOM_FIELDS = tuple(f"custom_field{i}" for i in range(1, 8))

@@ -17,10 +17,10 @@ from import_export.admin import ImportExportMixin
 from import_export.results import RowResult
 
 from conversions.delivery import deliveries
+from conversions.intake.params import CLICKID_RE
 from conversions.models import Click, Conversion, Postback, PostbackDelivery
 from conversions.outcomes import Decline, Rejection
 from conversions.processing import dispatch, statuses
-from conversions.processing.checks import CLICKID_RE
 from offers import secrecy
 from offers.models import Goal
 
