@@ -124,6 +124,7 @@ class Param:
     column: tuple[type[models.Model], str] | None = None
     length: int | None = None  # for a value with no column of its own
     invalid: str = ""  # the rejection for a value the normaliser refuses
+    missing: str = ""  # the rejection for a mandatory parameter not sent
 
     def fit(self, value):
         if not isinstance(value, str):
@@ -134,7 +135,12 @@ class Param:
 
 
 PARAMS: dict[str, Param] = {
-    "clickid": Param(("clickid", "click_id"), _clickid, invalid=Rejection.INVALID_CLICKID),
+    "clickid": Param(
+        ("clickid", "click_id"),
+        _clickid,
+        invalid=Rejection.INVALID_CLICKID,
+        missing=Rejection.MISSING_CLICKID,
+    ),
     "status": Param(("status",), _status, invalid=Rejection.INVALID_STATUS),
     "sum": Param(("sum",), _sum, invalid=Rejection.INVALID_SUM),
     "goal": Param(("goal",), _goal, column=(Conversion, "goal")),
@@ -149,8 +155,11 @@ PARAMS: dict[str, Param] = {
 def normalised(sent: dict, name: str):
     """The parameter ``name`` of ``sent`` normalised (not cut); Rejected if it is invalid."""
     spec = PARAMS[name]
+    text = raw(sent, *spec.names)
+    if spec.missing and not text:
+        raise Rejected(spec.missing)
     try:
-        return spec.normalise(raw(sent, *spec.names))
+        return spec.normalise(text)
     except ValueError:
         raise Rejected(spec.invalid) from None
 

@@ -92,8 +92,7 @@ def check_params(batch: Batch) -> Verdicts:
     for pb in batch:
         sent = pb["params"]
         try:
-            if not params.raw(sent, *params.PARAMS["clickid"].names):
-                raise params.Rejected(Rejection.MISSING_CLICKID)
+            # In DESIGN.md's order: clickid (missing, then invalid), status, sum.
             checked = {name: params.value(sent, name) for name in ("clickid", "status", "sum")}
         except params.Rejected as exc:
             verdicts[pb["id"]] = Verdict(reject=str(exc))
