@@ -138,13 +138,19 @@ def _typed(kind, value):
 
 
 def from_json(check: str, plain: dict[str, dict] | None) -> Verdicts:
-    """A check's verdicts back from :func:`to_json`."""
+    """A check's verdicts back from :func:`to_json`.
+
+    A field a data class no longer has is left out, and one it gained takes its
+    default: a chord published by the previous version still settles.
+    """
     kind = DATA.get(check)
     hints = typing.get_type_hints(kind) if kind else {}
     verdicts = {}
     for postback_id, item in (plain or {}).items():
         data = item.get("data")
         if data is not None and kind is not None:
-            data = kind(**{name: _typed(hints[name], v) for name, v in data.items()})
+            data = kind(
+                **{name: _typed(hints[name], v) for name, v in data.items() if name in hints}
+            )
         verdicts[postback_id] = Verdict(item.get("reject", ""), item.get("decline", ""), data)
     return verdicts

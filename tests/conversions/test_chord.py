@@ -77,3 +77,20 @@ def test_a_missing_counter_is_made_from_the_cap_checks_use(db, click, offer):
     }
     settlement.settle(results, [pid])
     assert CapCounter.objects.get(cap=cap).used == 5
+
+
+def test_a_chord_published_by_the_previous_version_still_settles():
+    """Its duplicate and cap words had other shapes: read as nothing found, nothing read."""
+    old = {"p1": {"data": {"conversion": 7}}, "p2": {"decline": "Cap is reached"}}
+    assert verdicts.from_json("duplicate", old)["p1"] == verdicts.Verdict(data=verdicts.Existing())
+    assert verdicts.from_json("cap", {"p1": {"data": {"overcap": "pending"}}})["p1"].data == (
+        verdicts.CapUse()
+    )
+    click_word = {
+        "id": 1,
+        "offer_id": 2,
+        "partner_id": 3,
+        "country": "",
+        "created_at": "2026-01-01T00:00:00+00:00",
+    }
+    assert verdicts.from_json("click", {"p1": {"data": click_word}})["p1"].data.offer_id == 2
