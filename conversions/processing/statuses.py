@@ -7,15 +7,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from affise_proj import history
+from conversions.delivery.deliveries import fire
 from conversions.models import Conversion
+from conversions.outcomes import Decline
 
 from . import caps
 
 S = Conversion.Status
-MANAGER_DECLINE_REASON = "Rejected by a manager"
-# Declined over a cap; or pending over a cap whose overcap_status is pending,
-# where only a manager approves it.
-CAP_REACHED = "Cap is reached"
 
 
 class TransitionError(ValueError):
@@ -50,8 +48,6 @@ def set_status(
     postbacks fire, unless ``notify`` is false (a manager's choice).
     ``offer_caps``: the offer's caps, when read already.
     """
-    from conversions.delivery.deliveries import fire
-
     before = (conversion.status, conversion.payout)
     payout = price[2] if price else conversion.payout
     caps.shift(conversion, before, (status, payout), offer_caps)
@@ -104,7 +100,7 @@ def change_status_by_manager(
             return conversion, False
         hold_until = None
         if status == S.DECLINED:
-            reason = MANAGER_DECLINE_REASON
+            reason = Decline.BY_MANAGER
         elif status == S.HOLD:
             until = conversion.created_at + timedelta(hours=conversion.offer.hold_period)
             hold_until = max(until, timezone.now())
