@@ -38,6 +38,7 @@ def set_status(
     price: tuple[Decimal, Decimal, Decimal] | None = None,
     offer_caps: list | None = None,
     notify: bool = True,
+    also: tuple[str, ...] = (),
 ) -> None:
     """Apply a status change (and a new price) inside the caller's transaction.
 
@@ -46,12 +47,13 @@ def set_status(
     it counts (declined counts nothing; a payout cap counts its payout),
     before the row is written. A change of status is a new event: partner
     postbacks fire, unless ``notify`` is false (a manager's choice).
-    ``offer_caps``: the offer's caps, when read already.
+    ``offer_caps``: the offer's caps, when read already. ``also``: other
+    fields the caller set on the conversion, written with it.
     """
     before = (conversion.status, conversion.payout)
     payout = price[2] if price else conversion.payout
     caps.shift(conversion, before, (status, payout), offer_caps)
-    fields = ["reason", "updated_at"]
+    fields = ["reason", "updated_at", *also]
     if price:
         conversion.sum, conversion.revenue, conversion.payout = price
         fields += ["sum", "revenue", "payout"]
