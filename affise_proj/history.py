@@ -153,11 +153,16 @@ def history_of(obj: models.Model) -> list[dict]:
 
 
 def track(*, exclude: Iterable[str] = ()) -> pghistory.track:
-    """Track a configuration model: creation, every change except of ``exclude``, deletion."""
-    exclude = list(exclude)
+    """Track a configuration model: creation, every update and deletion (``exclude`` left out).
+
+    The update trigger has no condition: a condition names columns, and
+    PostgreSQL refuses to change the type of a column a trigger's condition
+    names (an ALTER run outside Django's migrations, which pgtrigger handles).
+    An update that changed nothing shown adds a row that the history skips.
+    """
     return pghistory.track(
         pghistory.InsertEvent(),
-        pghistory.UpdateEvent(condition=pghistory.AnyChange(exclude=exclude, exclude_auto=True)),
+        pghistory.UpdateEvent(condition=None),
         pghistory.DeleteEvent(),
-        exclude=exclude or None,
+        exclude=list(exclude) or None,
     )
