@@ -51,6 +51,10 @@ SELECTED = [c for c in os.environ.get("BENCH_CASES", ",".join(CASES)).split(",")
 # A click converts once per goal (a repeat is "Conversion exists"): enough clicks that
 # each case's postbacks have one each (the keep-up case cycles through them).
 CLICKS = int(os.environ.get("BENCH_CLICKS", "100000"))
+# BENCH_WORKFLOWS=1: the offer has two rules and its postbacks come in another
+# currency (data.add_workflows), as issue 15's bench asks: batched throughput
+# with them active, against the figure without.
+WORKFLOWS = os.environ.get("BENCH_WORKFLOWS", "") not in ("", "0")
 
 
 def log(message: str) -> None:
@@ -177,6 +181,8 @@ def _insert_received(clickids: list[str], count: int, tag: str) -> None:
     rows = []
     for i in range(count):
         params = {"clickid": clickids[i % len(clickids)], "action_id": f"{tag}-{i}", "sum": "1.5"}
+        if WORKFLOWS:
+            params["currency"] = "EUR"
         rows.append(
             Postback(
                 id=new_postback_id(),
@@ -435,6 +441,8 @@ def main() -> int:
     import affise_proj.celery  # noqa: F401  (the app the nudger publishes with)
 
     offer = data.make_offer("Bench offer")
+    if WORKFLOWS:
+        data.add_workflows(offer)
     partner = data.make_partner()
     clickids = data.make_clicks(offer, partner, CLICKS)
     results = {
@@ -453,6 +461,7 @@ def main() -> int:
             "burst_seconds": BURST_SECONDS,
             "client_timeout": CLIENT_TIMEOUT,
             "cpus": os.cpu_count(),
+            "workflows": WORKFLOWS,
             "result_backend": "Redis, with callbacks and failures recorded in the database (the default with a Redis broker)",
             "cache": "Redis (`CACHE_URL`, database 1)"
             if REDIS_CACHE
