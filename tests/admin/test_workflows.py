@@ -5,11 +5,11 @@ import pytest
 from django.db import connection
 
 from affise_proj.history import history_of
-from conversions.models import PostbackDelivery
+from conversions.models import Conversion, PostbackDelivery
 from offers.models import ExchangeRate, PostbackRule
 from partners.models import PartnerPostback
 
-from .test_conversions import URL, messages_of, rows
+from .test_conversions import URL, import_csv, messages_of, rows
 
 
 @pytest.fixture
@@ -139,3 +139,17 @@ def test_a_malformed_status_map_is_a_form_error_in_the_admin(manager_client, adv
     assert "maps to" in response.content.decode()
     advertiser.refresh_from_db()
     assert advertiser.status_map == {}
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="history: PostgreSQL triggers")
+def test_an_imported_conversion_is_the_imports_in_its_history(manager_client, offer, partner):
+    text = (
+        f"offer,partner,goal,action_id,clickid,sum,status\n{offer.pk},{partner.pk},1,imp-9,,5,2\n"
+    )
+    _, confirmed = import_csv(manager_client, text)
+    assert confirmed.status_code == 200
+    conversion = Conversion.objects.get(action_id="imp-9")
+    [created] = history_of(conversion)
+    assert (created["source"], created["user"]) == ("import", "manager")
+    page = manager_client.get(f"{URL}{conversion.pk}/change/").content.decode()
+    assert "Change history" in page and "import" in page

@@ -6,11 +6,13 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
+from conversions.delivery import deliveries
 from conversions.models import Conversion, PostbackDelivery
 from conversions.processing import statuses
 from offers.models import Cap, CapCounter
+from partners.models import PartnerPostback
 
-from ..conftest import run_concurrently
+from ..conftest import run_concurrently, wait_for
 
 STATUSES = ("approved", "pending", "declined", "hold")
 ON_POSTGRES = connection.vendor == "postgresql"
@@ -79,10 +81,27 @@ def test_a_bad_notify_partner_is_a_field_error(manager_api, make_conversion):
     assert conversion.status == "pending"
 
 
+@pytest.fixture
+def delivered_inline(partner, httpserver, settings):
+    """Partner postbacks to a local receiver that answers 200. The test sends what is
+    pending itself (``send_pending``), and waits for any a worker running elsewhere in
+    the session took: nothing is left to write while the test's data is removed."""
+    settings.PARTNER_POSTBACK_ALLOW_PRIVATE = True
+    httpserver.expect_request("/pb").respond_with_data("ok")
+    PartnerPostback.objects.create(partner=partner, url=httpserver.url_for("/pb") + "?s={status}")
+    return httpserver
+
+
+def send_pending() -> None:
+    for pk in PostbackDelivery.objects.filter(state="pending").values_list("pk", flat=True):
+        deliveries.attempt(pk)
+    wait_for(lambda: not PostbackDelivery.objects.filter(state="pending").exists())
+
+
 @pytest.mark.skipif(not ON_POSTGRES, reason="row locks and concurrent sessions: PostgreSQL")
 @pytest.mark.django_db(transaction=True)
 def test_two_managers_approving_at_once_apply_one_change_and_notify_once(
-    make_conversion, partner_postback, django_user_model
+    make_conversion, delivered_inline, django_user_model
 ):
     conversion = make_conversion(status="pending")
     users = [django_user_model.objects.create_user(f"manager{i}", is_staff=True) for i in (1, 2)]
@@ -99,12 +118,14 @@ def test_two_managers_approving_at_once_apply_one_change_and_notify_once(
     assert list(sent) == [("approved", 2)]
     conversion.refresh_from_db()
     assert (conversion.status, conversion.version) == ("approved", 2)
+    send_pending()
+    assert [r.args["s"] for r, _ in delivered_inline.log] == ["1"]
 
 
 @pytest.mark.skipif(not ON_POSTGRES, reason="row locks and concurrent sessions: PostgreSQL")
 @pytest.mark.django_db(transaction=True)
 def test_two_different_changes_at_once_both_apply_in_turn_each_notified_once(
-    make_conversion, partner_postback
+    make_conversion, delivered_inline
 ):
     conversion = make_conversion(status="approved")
     wanted = ["declined", "pending"]
@@ -124,3 +145,6 @@ def test_two_different_changes_at_once_both_apply_in_turn_each_notified_once(
     assert conversion.status == sent[-1][0]
     assert conversion.version == 3
     assert Conversion.objects.count() == 1
+    # Each reached the partner once.
+    send_pending()
+    assert sorted(r.args["s"] for r, _ in delivered_inline.log) == ["2", "3"]
