@@ -13,13 +13,14 @@ a comment. Changes made through the admin and the API run in the manager's
 context (:class:`ManagerChangesMiddleware`).
 """
 
+import contextlib
 from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 
 import pghistory
 from django.apps import apps
-from django.db import models
+from django.db import connection, models
 
 POSTBACK = "postback"
 MANAGER = "manager"
@@ -35,13 +36,16 @@ MANAGED_PATHS = ("/admin/", "/api/")
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def context(source: str, user=None, comment: str = "") -> pghistory.context:
+def context(source: str, user=None, comment: str = ""):
     """The context of the changes made inside it (a context manager).
 
     Nested inside another, it adds to that one: the changes of a request
     share one context, and what is added last (a comment, an import's source)
-    is what its entries show.
+    is what its entries show. Nothing on other databases than PostgreSQL
+    (pghistory would put PostgreSQL's set_config before their statements).
     """
+    if connection.vendor != "postgresql":
+        return contextlib.nullcontext()
     metadata = {"source": source}
     if user is not None and getattr(user, "is_authenticated", False):
         metadata.update(user=user.pk, username=user.get_username())
