@@ -1,6 +1,7 @@
 """What one settle batch costs, in process: the chord callback alone, timed.
 
     DATABASE_URL=postgres://... python -m bench.settle_cost [--rounds N] [--batch N]
+    python -m bench.settle_cost --private    # on a private PostgreSQL (bench.stack)
 
 Each round settles two batches: one of new conversions (status 2, pending) on
 fresh clicks, then one approving those conversions (status updates). The
@@ -42,12 +43,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=int(os.environ.get("ROUNDS", "25")))
     parser.add_argument("--batch", type=int, default=int(os.environ.get("BATCH", "200")))
+    parser.add_argument(
+        "--private", action="store_true", help="start a private PostgreSQL and Redis (BENCH_*_PORT)"
+    )
     args = parser.parse_args()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "affise_proj.settings")
-    os.environ.setdefault("CELERY_BROKER_URL", "memory://")
-    import django
+    stack = None
+    if args.private:
+        from bench.data import setup_django
+        from bench.stack import Stack
 
-    django.setup()
+        stack = Stack("settle")
+        stack.up()
+        setup_django(stack.env())
+    else:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "affise_proj.settings")
+        os.environ.setdefault("CELERY_BROKER_URL", "memory://")
+        import django
+
+        django.setup()
+    try:
+        _measure(args)
+    finally:
+        if stack is not None:
+            stack.close()
+
+
+def _measure(args) -> None:
     from bench.data import make_clicks, make_offer, make_partner
     from conversions.models import Click, Conversion, Postback
 
