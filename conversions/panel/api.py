@@ -17,11 +17,17 @@ from affise_proj import history
 from affise_proj.api_base import DateTimeRangeFilter, StaffModelPermissions
 from conversions.delivery import deliveries
 from conversions.intake.params import STATUS_CODES
-from conversions.models import Click, Conversion, Postback, PostbackDelivery
+from conversions.models import (
+    CLICKID_PATTERN,
+    SUB_FIELDS,
+    Click,
+    Conversion,
+    Postback,
+    PostbackDelivery,
+)
 from conversions.processing import dispatch, statuses
 from offers import secrecy
 
-CLICKID_RE = "[0-9a-f]{24}"
 REQUEUE_SLICE = 1000
 
 RequeuedSerializer = inline_serializer(
@@ -37,7 +43,7 @@ class ClickSerializer(serializers.ModelSerializer):
             "clickid",
             "offer",
             "partner",
-            *(f"sub{i}" for i in range(1, 9)),
+            *SUB_FIELDS,
             "ip",
             "user_agent",
             "referrer",
@@ -260,7 +266,7 @@ class ClickViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [StaffModelPermissions]
     filterset_class = ClickFilter
     lookup_field = "clickid"
-    lookup_value_regex = CLICKID_RE
+    lookup_value_regex = CLICKID_PATTERN
 
 
 class PostbackViewSet(viewsets.ReadOnlyModelViewSet):

@@ -21,18 +21,16 @@ from import_export import fields, resources, widgets
 from import_export.formats.base_formats import CSV
 
 from affise_proj import history
+from conversions.delivery.deliveries import fire
 from conversions.intake.params import (
     CLICKID_RE,
-    INVALID_CLICKID,
-    INVALID_STATUS,
-    INVALID_SUM,
     STATUS_CODES,
     parse_sum,
 )
 from conversions.models import Click, Conversion
+from conversions.outcomes import Decline, Rejection
 from conversions.processing import caps
-from conversions.processing.checks import CLICK_NOT_FOUND, amounts, select_payout
-from conversions.processing.statuses import MANAGER_DECLINE_REASON
+from conversions.processing.checks import amounts, select_payout
 from offers.models import Goal, Offer, Payout
 from partners.models import Partner
 
@@ -81,11 +79,11 @@ class ClickWidget(widgets.ForeignKeyWidget):
         if not value:
             return None
         if not CLICKID_RE.match(value):
-            raise ValueError(INVALID_CLICKID)
+            raise ValueError(Rejection.INVALID_CLICKID)
         try:
             return Click.objects.get(clickid=value.lower())
         except Click.DoesNotExist:
-            raise ValueError(CLICK_NOT_FOUND) from None
+            raise ValueError(Rejection.CLICK_NOT_FOUND) from None
 
 
 class SumWidget(widgets.DecimalWidget):
@@ -97,7 +95,7 @@ class SumWidget(widgets.DecimalWidget):
             return Decimal(0)
         amount = parse_sum(raw)
         if amount is None:
-            raise ValueError(INVALID_SUM)
+            raise ValueError(Rejection.INVALID_SUM)
         return amount
 
 
@@ -108,7 +106,7 @@ class StatusWidget(widgets.CharWidget):
         raw = str(value if value is not None else "").strip().lower()
         status = STATUS_CODES.get(raw, raw) or S.APPROVED
         if status not in S.values:
-            raise ValueError(INVALID_STATUS)
+            raise ValueError(Rejection.INVALID_STATUS)
         if status not in IMPORT_STATUSES:
             raise ValueError("Status must be approved, pending or declined (or 1, 2, 3).")
         return status
@@ -209,11 +207,9 @@ class ConversionResource(resources.ModelResource):
                 conversion.revenue, conversion.payout = amounts(rule, conversion.sum)
         conversion.currency = conversion.offer.currency
         if conversion.status == S.DECLINED:
-            conversion.reason = MANAGER_DECLINE_REASON
+            conversion.reason = Decline.BY_MANAGER
 
     def after_save_instance(self, instance, row, **kwargs):
-        from conversions.delivery.deliveries import fire
-
         if kwargs.get("dry_run"):
             return
         if instance.status != S.DECLINED:

@@ -1,10 +1,12 @@
 """Per-parameter checks of a batch of postbacks.
 
 Each check takes the batch (a list of postback dicts, arrival order) and
-returns ``{postback_id: verdict}``. A verdict is ``{}`` (nothing to say),
-``{"reject": message}``, ``{"decline": reason}``, and may carry ``data`` the
-callback uses. Checks never raise for a business failure, read with one
-query per table for the whole batch, and write nothing: the callback decides.
+returns ``{postback_id: Verdict}`` (verdicts.py): nothing to say, a
+rejection, a decline, and what it read that the callback uses. Checks never
+raise for a business failure and read with one query per table for the
+whole batch; they write no outcome (the callback decides). A check that
+misses a clickid flushes the click buffer first (a click may still be
+there), which only moves clicks into their table.
 """
 
 import hmac
@@ -18,18 +20,29 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from conversions.intake import click_buffer, params
-from conversions.intake.params import CLICKID_RE, CUSTOM_FIELDS, parse_sum
+from conversions.intake.params import CLICKID_RE, CUSTOM_FIELDS, STATUS_CODES, parse_sum
 from conversions.models import Click, Conversion
-from offers.models import Cap, CapCounter, Goal, Payout
+from conversions.outcomes import Decline, Rejection
+from offers.models import Cap, CapCounter, Goal, Payout, PostbackRule, period_key
 from offers.validators import ip_allowed
 from partners.models import Partner
 
-from . import caps
-
-CLICK_NOT_FOUND = "Click not found"
+from . import caps, currency
+from .verdicts import (
+    NOTHING,
+    Amount,
+    CapUse,
+    ClickSeen,
+    Existing,
+    GoalPayout,
+    OfferTerms,
+    Params,
+    Review,
+    Verdict,
+    Verdicts,
+)
 
 Batch = list[dict]
-Verdicts = dict[str, dict]
 
 
 def param(pb: dict, *names: str) -> str:
@@ -67,41 +80,76 @@ def _clicks(batch: Batch, *related: str) -> dict[str, Click]:
     return found
 
 
-def _per_click(batch: Batch, related: tuple, judge: Callable[[dict, Click], dict]) -> Verdicts:
+def _per_click(batch: Batch, related: tuple, judge: Callable[[dict, Click], Verdict]) -> Verdicts:
     clicks = _clicks(batch, *related)
     return {
-        pb["id"]: judge(pb, click) if (click := clicks.get(clickid_of(pb))) else {} for pb in batch
+        pb["id"]: judge(pb, click) if (click := clicks.get(clickid_of(pb))) else NOTHING
+        for pb in batch
     }
 
 
+def _status_maps(batch: Batch) -> dict[str, dict[str, str]]:
+    """The status words each postback's offer knows (its advertiser's, then its own: the
+    offer's win), casefolded; read only for a batch where some status is a word."""
+    if all(params.raw(pb["params"], "status") in ("", *STATUS_CODES) for pb in batch):
+        return {}
+    clicks = _clicks(batch, "offer__advertiser")
+    maps = {}
+    for pb in batch:
+        if click := clicks.get(clickid_of(pb)):
+            words = {**click.offer.advertiser.status_map, **click.offer.status_map}
+            maps[pb["id"]] = {word.strip().casefold(): status for word, status in words.items()}
+    return maps
+
+
+def _status(pb: dict, maps: dict) -> str | None:
+    """The postback's status: a code's, or its advertiser's word mapped by the offer.
+
+    A word with no click to name the offer maps to nothing.
+    """
+    sent = params.raw(pb["params"], "status")
+    if not sent or sent in STATUS_CODES:
+        return params.value(pb["params"], "status")
+    status = maps.get(pb["id"], {}).get(sent.casefold())
+    if status is None:
+        raise params.Rejected(Rejection.INVALID_STATUS)
+    return status
+
+
 def check_params(batch: Batch) -> Verdicts:
-    """DESIGN.md's rejections 1-3, and every parameter normalised and fitted to its column."""
+    """DESIGN.md's rejections 1-3, and every parameter normalised and fitted to its column.
+
+    A status word (not 1, 2, 3 or 5) is looked up in the status maps of the
+    postback's offer and advertiser; it is kept as sent in ``advertiser_status``.
+    """
+    maps = _status_maps(batch)
     verdicts = {}
     for pb in batch:
         sent = pb["params"]
         try:
-            if not params.raw(sent, *params.PARAMS["clickid"].names):
-                raise params.Rejected(params.MISSING_CLICKID)
-            checked = {name: params.value(sent, name) for name in ("clickid", "status", "sum")}
+            # In DESIGN.md's order: clickid (missing, then invalid), status, sum.
+            checked = {"clickid": params.value(sent, "clickid")}
+            checked["status"] = _status(pb, maps)
+            checked["sum"] = params.value(sent, "sum")
         except params.Rejected as exc:
-            verdicts[pb["id"]] = {"reject": str(exc)}
+            verdicts[pb["id"]] = Verdict(reject=str(exc))
             continue
         custom = {name: params.value(sent, name) for name in CUSTOM_FIELDS}
-        verdict = {
-            "data": {
-                "status": checked["status"],
-                "sum": str(checked["sum"]),
-                "sum_sent": bool(params.raw(sent, "sum")),
-                "action_id": params.value(sent, "action_id"),
-                "ip": params.value(sent, "ip"),
-                "comment": params.value(sent, "comment"),
-                "currency": params.value(sent, "currency"),
-                "custom_fields": {name: value for name, value in custom.items() if value},
-            }
-        }
-        if checked["status"] == Conversion.Status.DECLINED:
-            verdict["decline"] = "Declined via advertiser's postback"
-        verdicts[pb["id"]] = verdict
+        data = Params(
+            status=checked["status"],
+            sum=checked["sum"],
+            sum_sent=bool(params.raw(sent, "sum")),
+            action_id=params.value(sent, "action_id"),
+            ip=params.value(sent, "ip"),
+            comment=params.value(sent, "comment"),
+            currency=params.value(sent, "currency"),
+            custom_fields={name: value for name, value in custom.items() if value},
+            advertiser_status=params.fit(
+                params.raw(sent, "status"), Conversion, "advertiser_status"
+            ),
+        )
+        declined = checked["status"] == Conversion.Status.DECLINED
+        verdicts[pb["id"]] = Verdict(decline=Decline.BY_ADVERTISER if declined else "", data=data)
     return verdicts
 
 
@@ -111,32 +159,27 @@ def check_click(batch: Batch) -> Verdicts:
     for pb in batch:
         click = clicks.get(clickid_of(pb))
         if click is None:
-            verdicts[pb["id"]] = {"reject": CLICK_NOT_FOUND}
+            verdicts[pb["id"]] = Verdict(reject=Rejection.CLICK_NOT_FOUND)
         else:
-            verdicts[pb["id"]] = {
-                "data": {
-                    "id": click.pk,
-                    "offer_id": click.offer_id,
-                    "partner_id": click.partner_id,
-                    "country": click.country,
-                    "created_at": click.created_at.isoformat(),
-                }
-            }
+            verdicts[pb["id"]] = Verdict(
+                data=ClickSeen(
+                    id=click.pk,
+                    offer_id=click.offer_id,
+                    partner_id=click.partner_id,
+                    country=click.country,
+                    created_at=click.created_at,
+                    ip=click.ip or "",
+                )
+            )
     return verdicts
 
 
 def check_offer(batch: Batch) -> Verdicts:
-    def judge(pb: dict, click: Click) -> dict:
+    def judge(pb: dict, click: Click) -> Verdict:
         offer = click.offer
         if offer.status == offer.Status.DISABLED:
-            return {"reject": "Offer disabled"}
-        return {
-            "data": {
-                "currency": offer.currency,
-                "hold_period": offer.hold_period,
-                "default_status": offer.default_status,
-            }
-        }
+            return Verdict(reject=Rejection.OFFER_DISABLED)
+        return Verdict(data=OfferTerms(offer.currency, offer.hold_period, offer.default_status))
 
     return _per_click(batch, ("offer",), judge)
 
@@ -144,48 +187,48 @@ def check_offer(batch: Batch) -> Verdicts:
 def check_secure(batch: Batch) -> Verdicts:
     platform = settings.POSTBACK_SECURE
 
-    def judge(pb: dict, click: Click) -> dict:
+    def judge(pb: dict, click: Click) -> Verdict:
         offer = click.offer
         codes = [code for code in (offer.secure, offer.advertiser.secure, platform) if code]
         if not codes:
-            return {}
+            return NOTHING
         sent = param(pb, "secure").encode()
         # Constant-time comparison against every configured code.
         if any(hmac.compare_digest(sent, code.encode()) for code in codes):
-            return {}
-        return {"reject": "Access denied"}
+            return NOTHING
+        return Verdict(reject=Rejection.ACCESS_DENIED)
 
     return _per_click(batch, ("offer__advertiser",), judge)
 
 
 def check_ip(batch: Batch) -> Verdicts:
-    def judge(pb: dict, click: Click) -> dict:
+    def judge(pb: dict, click: Click) -> Verdict:
         networks = [*click.offer.allowed_ips, *click.offer.advertiser.allowed_ips]
-        return {} if ip_allowed(pb["ip"], networks) else {"reject": "Current IP-address is denied"}
+        return NOTHING if ip_allowed(pb["ip"], networks) else Verdict(reject=Rejection.IP_DENIED)
 
     return _per_click(batch, ("offer__advertiser",), judge)
 
 
 def check_partner(batch: Batch) -> Verdicts:
-    def judge(pb: dict, click: Click) -> dict:
+    def judge(pb: dict, click: Click) -> Verdict:
         if click.partner.status == Partner.Status.DISABLED:
-            return {"decline": "Partner is disabled"}
+            return Verdict(decline=Decline.PARTNER_DISABLED)
         if click.partner.status == Partner.Status.BANNED:
-            return {"decline": "Partner is banned"}
-        return {}
+            return Verdict(decline=Decline.PARTNER_BANNED)
+        return NOTHING
 
     return _per_click(batch, ("partner",), judge)
 
 
 def check_lifespan(batch: Batch) -> Verdicts:
-    def judge(pb: dict, click: Click) -> dict:
+    def judge(pb: dict, click: Click) -> Verdict:
         # Measured at receipt, not at processing: queueing never expires a click.
         age = datetime.fromisoformat(pb["received_at"]) - click.created_at
         if age > timedelta(hours=click.offer.click_lifespan):
-            return {"decline": "Click session lifespan is expired"}
+            return Verdict(decline=Decline.CLICK_EXPIRED)
         if age < timedelta(seconds=click.offer.min_click_lifespan):
-            return {"decline": "Min click session lifespan is not reached"}
-        return {}
+            return Verdict(decline=Decline.CLICK_TOO_YOUNG)
+        return NOTHING
 
     return _per_click(batch, ("offer",), judge)
 
@@ -223,32 +266,31 @@ def amounts(rule: Payout, amount: Decimal) -> tuple[Decimal, Decimal]:
 
 
 def check_payout(batch: Batch) -> Verdicts:
-    clicks = _clicks(batch)
+    """The goal and its payout rule's money; a percent of the sum in the offer's currency."""
+    clicks = _clicks(batch, "offer")
     goals = _goals(clicks)
+    sums = _amounts(batch, clicks)
     rules: dict[int, list[Payout]] = {}
     for rule in Payout.objects.filter(goal__in=[g.pk for g in goals.values()]):
         rules.setdefault(rule.goal_id, []).append(rule)
     verdicts = {}
     for pb, click, goal in _with_click_and_goal(batch, clicks, goals):
         if click is None:
-            verdicts[pb["id"]] = {}
+            verdicts[pb["id"]] = NOTHING
             continue
         rule = goal and select_payout(rules.get(goal.pk, []), click.partner_id, click.country)
         if rule is None:
-            verdicts[pb["id"]] = {
-                "decline": "Payments not found",
-                "data": {"goal": goal.value if goal else unknown_goal(pb), "goal_id": None},
-            }
+            verdicts[pb["id"]] = Verdict(
+                decline=Decline.PAYMENTS_NOT_FOUND,
+                data=GoalPayout(goal=goal.value if goal else unknown_goal(pb)),
+            )
             continue
-        revenue, payout = amounts(rule, parse_sum(param(pb, "sum")) or Decimal(0))
-        verdicts[pb["id"]] = {
-            "data": {
-                "goal": goal.value,
-                "goal_id": goal.pk,
-                "revenue": str(revenue),
-                "payout": str(payout),
-            }
-        }
+        amount = sums.get(pb["id"])
+        amount = amount.sum if isinstance(amount, Amount) else parse_sum(param(pb, "sum"))
+        revenue, payout = amounts(rule, amount or Decimal(0))
+        verdicts[pb["id"]] = Verdict(
+            data=GoalPayout(goal.value, goal.pk, revenue, payout, goal.allow_multiple)
+        )
     return verdicts
 
 
@@ -257,11 +299,19 @@ def conversion_keys(offer_id: int, goal: str, action_id: str, click_pk: int | No
 
     A click has one conversion per goal, whatever action_id its postbacks
     carry or omit; an action_id names one conversion per offer and goal,
-    whichever click it came from. Goals match case-insensitively.
+    whichever click it came from. Goals match case-insensitively. A repeat
+    event (a goal that allows multiple, with an action_id) is found by its
+    action_id alone: pass no ``click_pk`` (``postback_keys``).
     """
     goal = goal.lower()
     by_click = (("click", click_pk, goal),) if click_pk else ()
     return by_click + ((("action", offer_id, goal, action_id),) if action_id else ())
+
+
+def postback_keys(offer_id: int, goal: str, action_id: str, click_pk: int, multiple: bool) -> tuple:
+    """The keys of the conversion a postback speaks of: a repeat event's by action_id only."""
+    repeat = multiple and action_id
+    return conversion_keys(offer_id, goal, action_id, None if repeat else click_pk)
 
 
 def keys_of(conversion: Conversion) -> tuple:
@@ -297,69 +347,168 @@ def conversions_by_key(keys: set[tuple], *, lock: bool = False) -> dict[tuple, C
 
 
 def check_duplicate(batch: Batch) -> Verdicts:
-    """Early word on duplicates; the callback settles them under the unique constraints."""
+    """The existing conversions each postback speaks of, as read now (one query).
+
+    The callback locks these and checks that they still carry the keys; one
+    made since is met on the unique constraints when the callback inserts.
+    """
     clicks = _clicks(batch)
     goals = _goals(clicks)
     keys = {}
     for pb, click, goal in _with_click_and_goal(batch, clicks, goals):
         if click:
-            keys[pb["id"]] = conversion_keys(
+            keys[pb["id"]] = postback_keys(
                 click.offer_id,
                 goal.value if goal else unknown_goal(pb),
                 params.value(pb["params"], "action_id"),
                 click.pk,
+                bool(goal and goal.allow_multiple),
             )
     found = conversions_by_key({key for pb_keys in keys.values() for key in pb_keys})
-    verdicts = {}
-    for pb in batch:
-        conv = next((found[key] for key in keys.get(pb["id"], ()) if key in found), None)
-        if not conv:
-            verdicts[pb["id"]] = {}
-        elif not param(pb, "status"):
-            verdicts[pb["id"]] = {"reject": "Conversion exists", "data": {"conversion": conv.pk}}
-        elif conv.status != Conversion.Status.PENDING:
-            verdicts[pb["id"]] = {
-                "reject": "Conversion status is not pending",
-                "data": {"conversion": conv.pk},
-            }
-        else:
-            verdicts[pb["id"]] = {"data": {"conversion": conv.pk}}
-    return verdicts
+    return {
+        pb["id"]: Verdict(
+            data=Existing(sorted({found[key].pk for key in keys[pb["id"]] if key in found}))
+        )
+        if pb["id"] in keys
+        else NOTHING
+        for pb in batch
+    }
 
 
 def check_cap(batch: Batch) -> Verdicts:
-    """Early word on caps, as counted now; the callback spends them atomically."""
+    """What each cap over each postback's offer uses in the period of now (a count where
+    no counter exists yet): the callback makes missing counters from it under its locks."""
     clicks = _clicks(batch)
-    goals = _goals(clicks)
     offer_caps: dict[int, list[Cap]] = {}
     offers = {c.offer_id for c in clicks.values()}
-    for cap in Cap.objects.filter(offer_id__in=offers).select_related("goal"):
+    for cap in Cap.objects.filter(offer_id__in=offers).order_by("pk"):
         offer_caps.setdefault(cap.offer_id, []).append(cap)
+    # A conversion counts in the period of its creation: about now.
+    now = timezone.now()
+    wanted = {(cap.pk, period_key(cap, now)): cap for kept in offer_caps.values() for cap in kept}
     counters = {
         (c.cap_id, c.period_key): c.used
         for c in CapCounter.objects.filter(cap__offer_id__in=list(offer_caps))
+        if (c.cap_id, c.period_key) in wanted
     }
-    # A conversion counts in the period of its creation: about now.
-    now = timezone.now()
+    uses = {
+        pair: counters[pair] if pair in counters else caps.measure(cap, pair[1])
+        for pair, cap in wanted.items()
+    }
+    return {
+        pb["id"]: Verdict(
+            data=CapUse(
+                [
+                    (cap.pk, key, uses[cap.pk, key])
+                    for cap in offer_caps.get(click.offer_id, [])
+                    for key in [period_key(cap, now)]
+                ]
+            )
+        )
+        if (click := clicks.get(clickid_of(pb)))
+        else NOTHING
+        for pb in batch
+    }
+
+
+def _ctit(pb: dict, click: Click) -> int:
+    """Seconds from the click to the postback's receipt (a fraud signal: bots are quick)."""
+    return int((datetime.fromisoformat(pb["received_at"]) - click.created_at).total_seconds())
+
+
+def _amounts(batch: Batch, clicks: dict[str, Click]) -> dict[str, Amount | str]:
+    """Each postback's sum in its offer's currency (clicks with their offer).
+
+    Where it cannot be converted, the outcome instead: ``Exchange rate not
+    found`` (no rate known, or what was sent is no currency code), or
+    ``Invalid parameter sum`` (the converted sum is out of range). A postback
+    without a click or a valid sum is left out.
+    """
+    rates = currency.Rates()
+    out: dict[str, Amount | str] = {}
+    for pb in batch:
+        click = clicks.get(clickid_of(pb))
+        try:
+            amount = params.value(pb["params"], "sum")
+        except params.Rejected:
+            continue
+        if click is None:
+            continue
+        wanted, sent = click.offer.currency, params.raw(pb["params"], "currency")
+        code = params.value(pb["params"], "currency")
+        if not sent or code == wanted:
+            out[pb["id"]] = Amount(amount, amount, wanted, Decimal(1))
+            continue
+        rate = code and rates.rate(code, wanted, currency.day_of(pb["received_at"]))
+        if not rate:
+            out[pb["id"]] = Decline.EXCHANGE_RATE_NOT_FOUND
+        elif (converted := currency.convert(amount, rate)) is None:
+            out[pb["id"]] = Rejection.INVALID_SUM
+        else:
+            out[pb["id"]] = Amount(converted, amount, code, rate, converted=True)
+    return out
+
+
+def check_currency(batch: Batch) -> Verdicts:
+    """The sum in the offer's currency: converted from the currency sent where they differ.
+
+    No rate (or no currency code) declines the new conversion ``Exchange rate
+    not found``; a converted sum too large to be a sum is ``Invalid parameter sum``.
+    """
+    sums = _amounts(batch, _clicks(batch, "offer"))
+    verdicts = {}
+    for pb in batch:
+        amount = sums.get(pb["id"])
+        if amount is None:
+            verdicts[pb["id"]] = NOTHING
+        elif isinstance(amount, Amount):
+            verdicts[pb["id"]] = Verdict(data=amount)
+        elif amount == Rejection.INVALID_SUM:
+            verdicts[pb["id"]] = Verdict(reject=amount)
+        else:
+            verdicts[pb["id"]] = Verdict(decline=amount)
+    return verdicts
+
+
+def check_rules(batch: Batch) -> Verdicts:
+    """The offers' PostbackRules on each postback's sum (in the offer's currency), ctit and
+    parameters: the first matching declined rule declines; else the first matching
+    pending rule's reason is for review. Rules apply to new conversions (the callback)."""
+    clicks = _clicks(batch, "offer")
+    offer_rules: dict[int, list[PostbackRule]] = {}
+    if clicks:
+        offers = {c.offer_id for c in clicks.values()}
+        for rule in PostbackRule.objects.filter(offer_id__in=offers).order_by("pk"):
+            offer_rules.setdefault(rule.offer_id, []).append(rule)
+    if not offer_rules:
+        return {
+            pb["id"]: Verdict(data=Review()) if clickid_of(pb) in clicks else NOTHING
+            for pb in batch
+        }
+    goals = _goals(clicks)
+    sums = _amounts(batch, clicks)
     verdicts = {}
     for pb, click, goal in _with_click_and_goal(batch, clicks, goals):
         if click is None:
-            verdicts[pb["id"]] = {}
+            verdicts[pb["id"]] = NOTHING
             continue
-        scope = caps.applicable(
-            offer_caps.get(click.offer_id, []), goal and goal.value, click.partner_id
-        )
-        full = [
-            cap
-            for cap in scope
-            if counters.get((cap.pk, caps.period_key(cap, now)), 0) >= cap.limit
+        amount = sums.get(pb["id"])
+        subject = {
+            "sum": amount.sum if isinstance(amount, Amount) else None,
+            "ctit": _ctit(pb, click),
+            "params": pb["params"],
+        }
+        matching = [
+            rule
+            for rule in offer_rules.get(click.offer_id, [])
+            if rule.goal_id in (None, goal and goal.pk) and rule.matches(subject)
         ]
-        if any(cap.overcap_status == Cap.OvercapStatus.DECLINED for cap in full):
-            verdicts[pb["id"]] = {"decline": "Cap is reached"}
-        elif full:
-            verdicts[pb["id"]] = {"data": {"overcap": "pending"}}
-        else:
-            verdicts[pb["id"]] = {}
+        declined = next((r for r in matching if r.action == PostbackRule.Action.DECLINED), None)
+        pending = next((r for r in matching if r.action == PostbackRule.Action.PENDING), None)
+        verdicts[pb["id"]] = Verdict(
+            decline=declined.reason if declined else "",
+            data=Review(pending.reason if pending else ""),
+        )
     return verdicts
 
 
@@ -374,7 +523,11 @@ CHECKS: dict[str, Callable[[Batch], Verdicts]] = {
     "payout": check_payout,
     "duplicate": check_duplicate,
     "cap": check_cap,
+    "currency": check_currency,
+    "rules": check_rules,
 }
-# DESIGN.md's order: rejections first (params covers 1-3), then declines.
-REJECT_ORDER = ("params", "click", "offer", "secure", "ip")
-DECLINE_ORDER = ("partner", "lifespan", "payout", "params")
+# DESIGN.md's order: rejections first (params covers 1-3; a sum the currency
+# converts out of range is 3 too, known once the click is), then declines
+# (rules before caps, which the callback spends).
+REJECT_ORDER = ("params", "click", "currency", "offer", "secure", "ip")
+DECLINE_ORDER = ("partner", "lifespan", "payout", "currency", "params", "rules")

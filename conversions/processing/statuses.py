@@ -7,15 +7,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from affise_proj import history
+from conversions.delivery.deliveries import fire
 from conversions.models import Conversion
+from conversions.outcomes import Decline
 
 from . import caps
 
 S = Conversion.Status
-MANAGER_DECLINE_REASON = "Rejected by a manager"
-# Declined over a cap; or pending over a cap whose overcap_status is pending,
-# where only a manager approves it.
-CAP_REACHED = "Cap is reached"
 
 
 class TransitionError(ValueError):
@@ -40,6 +38,7 @@ def set_status(
     price: tuple[Decimal, Decimal, Decimal] | None = None,
     offer_caps: list | None = None,
     notify: bool = True,
+    also: tuple[str, ...] = (),
 ) -> None:
     """Apply a status change (and a new price) inside the caller's transaction.
 
@@ -48,14 +47,13 @@ def set_status(
     it counts (declined counts nothing; a payout cap counts its payout),
     before the row is written. A change of status is a new event: partner
     postbacks fire, unless ``notify`` is false (a manager's choice).
-    ``offer_caps``: the offer's caps, when read already.
+    ``offer_caps``: the offer's caps, when read already. ``also``: other
+    fields the caller set on the conversion, written with it.
     """
-    from conversions.delivery.deliveries import fire
-
     before = (conversion.status, conversion.payout)
     payout = price[2] if price else conversion.payout
     caps.shift(conversion, before, (status, payout), offer_caps)
-    fields = ["reason", "updated_at"]
+    fields = ["reason", "updated_at", *also]
     if price:
         conversion.sum, conversion.revenue, conversion.payout = price
         fields += ["sum", "revenue", "payout"]
@@ -104,7 +102,7 @@ def change_status_by_manager(
             return conversion, False
         hold_until = None
         if status == S.DECLINED:
-            reason = MANAGER_DECLINE_REASON
+            reason = Decline.BY_MANAGER
         elif status == S.HOLD:
             until = conversion.created_at + timedelta(hours=conversion.offer.hold_period)
             hold_until = max(until, timezone.now())
