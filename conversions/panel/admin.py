@@ -19,7 +19,7 @@ from import_export.results import RowResult
 from conversions.delivery import deliveries
 from conversions.intake.params import CLICKID_RE
 from conversions.models import Click, Conversion, Postback, PostbackDelivery
-from conversions.outcomes import Decline, Rejection
+from conversions.outcomes import DECLINES_GIVEN, Decline, Rejection
 from conversions.processing import dispatch, statuses
 from offers import secrecy
 from offers.models import Goal
@@ -95,7 +95,7 @@ class FixedChoicesFilter(admin.SimpleListFilter):
 class ReasonFilter(FixedChoicesFilter):
     title = "reason"
     parameter_name = "reason"
-    choices_list = tuple(Decline)
+    choices_list = DECLINES_GIVEN
     empty_label = "(no reason)"
 
 
@@ -321,7 +321,7 @@ class ConversionAdmin(FastListMixin, ImportExportMixin, ReadOnlyMixin, admin.Mod
         self._change_status(request, queryset, S.APPROVED, "Approved")
 
     @admin.action(
-        description="Decline selected conversions (Rejected by a manager)",
+        description=f"Decline selected conversions ({Decline.BY_MANAGER})",
         permissions=["change"],
     )
     def decline(self, request, queryset):

@@ -24,6 +24,7 @@ from conversions.models import (
     Postback,
     PostbackDelivery,
 )
+from conversions.outcomes import Decline
 from conversions.processing import dispatch, statuses
 from offers import secrecy
 
@@ -331,7 +332,7 @@ class ConversionViewSet(
         description=(
             "Change a conversion's status (and reason) as a manager: the allowed "
             "transitions are conversions.processing.statuses.MANAGER_TRANSITIONS; a decline's "
-            'reason is "Rejected by a manager". Partner postbacks fire for the change.'
+            f'reason is "{Decline.BY_MANAGER}". Partner postbacks fire for the change.'
         ),
     )
     def partial_update(self, request, *args, **kwargs):
