@@ -3,7 +3,8 @@
 A rejected postback's ``error`` is a :class:`Rejection`; a declined (or,
 over a pending cap, pending) conversion's ``reason`` is a :class:`Decline`.
 Both are ``str`` enums: stored, compared and sent as the exact strings.
-The order of each is DESIGN.md's, the order the admin's filters list them in.
+The order of each is DESIGN.md's, the order the admin's filters list them in
+(:data:`DECLINES_GIVEN`: the reasons this version gives).
 """
 
 from enum import StrEnum
@@ -32,3 +33,9 @@ class Decline(StrEnum):
     BY_ADVERTISER = "Declined via advertiser's postback"
     CAP_REACHED = "Cap is reached"
     BY_MANAGER = "Rejected by a manager"
+
+
+# The decline reasons this version gives (the admin's reason filter offers these).
+DECLINES_GIVEN = tuple(
+    reason for reason in Decline if reason is not Decline.EXCHANGE_RATE_NOT_FOUND
+)

@@ -22,7 +22,7 @@ from affise_proj.history_admin import HistoryAdminMixin
 from conversions.delivery import deliveries
 from conversions.intake.params import CLICKID_RE
 from conversions.models import Click, Conversion, Postback, PostbackDelivery
-from conversions.outcomes import Decline, Rejection
+from conversions.outcomes import DECLINES_GIVEN, Decline, Rejection
 from conversions.processing import dispatch, statuses
 from offers import secrecy
 from offers.models import Goal
@@ -98,7 +98,7 @@ class FixedChoicesFilter(admin.SimpleListFilter):
 class ReasonFilter(FixedChoicesFilter):
     title = "reason"
     parameter_name = "reason"
-    choices_list = tuple(Decline)
+    choices_list = DECLINES_GIVEN
     empty_label = "(no reason)"
 
 
@@ -391,7 +391,7 @@ class ConversionAdmin(
         self._change_status(request, queryset, S.APPROVED)
 
     @admin.action(
-        description="Decline selected conversions (Rejected by a manager)",
+        description=f"Decline selected conversions ({Decline.BY_MANAGER})",
         permissions=["change"],
     )
     def decline(self, request, queryset):

@@ -25,6 +25,7 @@ from conversions.models import (
     Postback,
     PostbackDelivery,
 )
+from conversions.outcomes import Decline
 from conversions.processing import dispatch, statuses
 from offers import secrecy
 
@@ -376,7 +377,7 @@ class ConversionViewSet(
         responses={200: ConversionSerializer},
         description=(
             "Change a conversion's status as a manager: any of the four, from any of the "
-            'four. A decline\'s reason is "Rejected by a manager"; an approve counts '
+            f'four. A decline\'s reason is "{Decline.BY_MANAGER}"; an approve counts '
             "against caps and is never refused by one. `notify_partner` (default true) "
             "fires the partner postbacks of the new status, once per change. `comment` "
             "goes into the history. Asking for the status it has changes nothing."

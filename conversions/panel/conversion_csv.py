@@ -13,7 +13,6 @@ decline / set pending actions.
 """
 
 import re
-from decimal import Decimal
 
 import tablib
 from django.core.exceptions import ValidationError
@@ -22,10 +21,10 @@ from import_export.formats.base_formats import CSV
 
 from affise_proj import history
 from conversions.delivery.deliveries import fire
+from conversions.intake import params
 from conversions.intake.params import (
     CLICKID_RE,
     STATUS_CODES,
-    parse_sum,
 )
 from conversions.models import Click, Conversion
 from conversions.outcomes import Decline, Rejection
@@ -87,16 +86,11 @@ class ClickWidget(widgets.ForeignKeyWidget):
 
 
 class SumWidget(widgets.DecimalWidget):
-    """The postback's sum rule (checks.parse_sum): a finite amount, not negative; empty = 0."""
+    """The postback's sum, by the parameter table: a finite amount, not negative; empty = 0."""
 
     def clean(self, value, row=None, **kwargs):
-        raw = str(value if value is not None else "").strip()
-        if not raw:
-            return Decimal(0)
-        amount = parse_sum(raw)
-        if amount is None:
-            raise ValueError(Rejection.INVALID_SUM)
-        return amount
+        # Rejected (a ValueError) carries the postback's rejection, Invalid parameter sum.
+        return params.value({"sum": "" if value is None else str(value)}, "sum")
 
 
 class StatusWidget(widgets.CharWidget):
