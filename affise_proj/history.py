@@ -79,7 +79,7 @@ class ManagerChangesMiddleware:
 
 def _plain(value):
     if isinstance(value, Decimal):
-        return f"{value.normalize():f}" if value == value.to_integral() else str(value)
+        return f"{value.normalize():f}"
     if isinstance(value, datetime | date):
         return value.isoformat()
     return value
