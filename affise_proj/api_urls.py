@@ -3,8 +3,8 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from conversions import api as conversions_api
-from conversions.panel.api import StatsView
+from conversions.panel import api as conversions_api
+from conversions.panel.stats_api import StatsView
 from offers import api as offers_api
 from partners import api as partners_api
 

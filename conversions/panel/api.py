@@ -1,114 +1,366 @@
-"""``GET /api/v1/stats/``: the statistics as JSON, or as CSV with ``format=csv``."""
+"""REST API: clicks, postbacks, conversions and postback deliveries (DESIGN.md "HTTP endpoints").
 
-import csv
-import io
+Reads for support and reporting; the only writes are a conversion's status
+(through :func:`conversions.processing.statuses.change_status_by_manager`, the same path
+as the admin) and re-queueing, which go through the services too.
+"""
 
+import django_filters
+from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import renderers, serializers
-from rest_framework.exceptions import ValidationError
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from affise_proj.api_base import StaffModelPermissions
+from affise_proj.api_base import DateTimeRangeFilter, StaffModelPermissions
+from conversions.delivery import deliveries
+from conversions.intake.params import STATUS_CODES
+from conversions.models import Click, Conversion, Postback, PostbackDelivery
+from conversions.processing import dispatch, statuses
+from offers import secrecy
 
-from ..models import Conversion
-from . import stats
+CLICKID_RE = "[0-9a-f]{24}"
+REQUEUE_SLICE = 1000
 
-FIGURE_FIELDS = {
-    "clicks": serializers.IntegerField(),
-    "conversions": serializers.IntegerField(help_text="approved + pending + hold"),
-    "approved": serializers.IntegerField(),
-    "pending": serializers.IntegerField(),
-    "hold": serializers.IntegerField(),
-    "declined": serializers.IntegerField(),
-    "revenue": serializers.CharField(help_text="Of approved conversions."),
-    "payout": serializers.CharField(help_text="Of approved conversions."),
-    "profit": serializers.CharField(help_text="revenue - payout"),
-    "cr": serializers.FloatField(help_text="conversions / clicks x 100, 2 decimals"),
-    "epc": serializers.CharField(help_text="payout / clicks, 4 decimals"),
-}
-StatsSerializer = inline_serializer(
-    "Stats",
-    {
-        "results": inline_serializer(
-            "StatsRow",
-            {"key": serializers.DictField(help_text="One entry per group_by."), **FIGURE_FIELDS},
-            many=True,
-        ),
-        "totals": inline_serializer("StatsTotals", FIGURE_FIELDS),
-    },
+RequeuedSerializer = inline_serializer(
+    "Requeued", {"requeued": serializers.IntegerField(help_text="How many were queued again.")}
 )
+ErrorSerializer = inline_serializer("Error", {"detail": serializers.CharField()})
 
 
-def csv_text(group_by: tuple[str, ...], data: dict) -> str:
-    """The report as CSV: one column per grouping, then the figures; totals last."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    figures = list(stats.FIGURES)
-    writer.writerow([*group_by, *figures])
-    for row in data["results"]:
-        writer.writerow([*(row["key"][g] for g in group_by), *(row[f] for f in figures)])
-    blanks = [""] * (len(group_by) - 1)
-    writer.writerow(["total", *blanks, *(data["totals"][f] for f in figures)])
-    return out.getvalue()
+class ClickSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Click
+        fields = [
+            "clickid",
+            "offer",
+            "partner",
+            *(f"sub{i}" for i in range(1, 9)),
+            "ip",
+            "user_agent",
+            "referrer",
+            "country",
+            "created_at",
+        ]
 
 
-class CSVRenderer(renderers.BaseRenderer):
-    media_type = "text/csv"
-    format = "csv"
-    charset = "utf-8"
+class PostbackSerializer(serializers.ModelSerializer):
+    params = serializers.JSONField(
+        read_only=True,
+        help_text=(
+            "The parameters as sent; secure codes in them are masked for users who "
+            "may not change offers and advertisers."
+        ),
+    )
 
-    def render(self, data, accepted_media_type=None, renderer_context=None):
-        view = (renderer_context or {}).get("view")
-        query = getattr(view, "query", None)
-        if query is None or "results" not in data:
-            # An error: its fields and messages, one per line.
-            out = io.StringIO()
-            writer = csv.writer(out)
-            for name, messages in data.items():
-                for message in messages if isinstance(messages, list) else [messages]:
-                    writer.writerow([name, message])
-            return out.getvalue()
-        return csv_text(query.group_by, data)
+    class Meta:
+        model = Postback
+        fields = [
+            "id",
+            "received_at",
+            "ip",
+            "method",
+            "params",
+            "clickid",
+            "action_id",
+            "state",
+            "error",
+            "attempts",
+            "offer",
+            "conversion",
+            "processed_at",
+        ]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        user = getattr(self.context.get("request"), "user", None)
+        if user is None or not secrecy.may_read_sent(user):
+            data["params"] = secrecy.masked_params(data["params"])
+        return data
 
 
-class StatsView(APIView):
-    """Clicks, conversions and money grouped by time, offer, partner, goal, country or sub."""
+class ConversionSerializer(serializers.ModelSerializer):
+    click = serializers.SlugRelatedField(
+        slug_field="clickid", read_only=True, help_text="The click's clickid."
+    )
 
+    class Meta:
+        model = Conversion
+        fields = [
+            "id",
+            "offer",
+            "partner",
+            "click",
+            "goal",
+            "action_id",
+            "status",
+            "reason",
+            "revenue",
+            "payout",
+            "sum",
+            "currency",
+            "ip",
+            "comment",
+            "custom_fields",
+            "hold_until",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ConversionStatusSerializer(serializers.Serializer):
+    """What a manager may change on a conversion: its status (and reason)."""
+
+    status = serializers.ChoiceField(choices=Conversion.Status.choices, required=False)
+    reason = serializers.CharField(max_length=255, required=False, allow_blank=True)
+
+    def validate(self, attrs: dict) -> dict:
+        if not attrs:
+            raise serializers.ValidationError("Send status, reason or both.")
+        return attrs
+
+
+class PostbackDeliverySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PostbackDelivery
+        fields = [
+            "id",
+            "conversion",
+            "partner_postback",
+            "event",
+            "status",
+            "url",
+            "method",
+            "attempt",
+            "status_code",
+            "response",
+            "error",
+            "duration_ms",
+            "state",
+            "next_retry_at",
+            "created_at",
+            "sent_at",
+        ]
+
+
+class ClickFilter(django_filters.FilterSet):
+    created_at = DateTimeRangeFilter()
+
+    class Meta:
+        model = Click
+        fields = ["offer", "partner", "sub1", "country"]
+
+
+class PostbackFilter(django_filters.FilterSet):
+    received_at = DateTimeRangeFilter()
+
+    class Meta:
+        model = Postback
+        fields = ["state", "clickid", "action_id", "offer", "conversion"]
+
+
+def filter_names(filterset_class: type[django_filters.FilterSet]) -> list[str]:
+    """The query parameters a filter set reads (a date range is two)."""
+    return [
+        name
+        for field, filter_ in filterset_class.base_filters.items()
+        for name in (
+            [f"{field}_after", f"{field}_before"]
+            if isinstance(filter_, DateTimeRangeFilter)
+            else [field]
+        )
+    ]
+
+
+def narrows(filterset: django_filters.FilterSet) -> bool:
+    """Whether any filter was given a value (``?clickid=`` alone filters nothing)."""
+    return any(
+        value not in (None, "", [])
+        and not (isinstance(value, slice) and value.start is None and value.stop is None)
+        for value in filterset.form.cleaned_data.values()
+    )
+
+
+class StatusFilter(django_filters.ChoiceFilter):
+    """A conversion status by name or by a postback's code (1, 2, 3, 5)."""
+
+    def __init__(self, **kwargs):
+        codes = [(code, f"{code} ({name})") for code, name in STATUS_CODES.items()]
+        super().__init__(choices=[*Conversion.Status.choices, *codes], **kwargs)
+
+    def filter(self, qs, value):
+        return super().filter(qs, STATUS_CODES.get(value, value))
+
+
+class ConversionFilter(django_filters.FilterSet):
+    status = StatusFilter(
+        help_text="approved, pending, declined or hold; or as a postback sends it: 1, 2, 3 or 5."
+    )
+    click = django_filters.CharFilter(field_name="click__clickid", help_text="The click's clickid.")
+    goal = django_filters.CharFilter(lookup_expr="iexact", help_text="Goal value.")
+    created_at = DateTimeRangeFilter(help_text="created_at_after / created_at_before (ISO 8601).")
+
+    class Meta:
+        model = Conversion
+        fields = ["status", "offer", "partner", "click", "goal", "action_id", "created_at"]
+
+
+class ClickViewSet(viewsets.ReadOnlyModelViewSet):
+    """Clicks, read by clickid or filtered by offer, partner, sub1, country and time."""
+
+    queryset = Click.objects.order_by("-created_at", "-id")
+    serializer_class = ClickSerializer
     permission_classes = [StaffModelPermissions]
-    # Reading statistics needs the permission to view conversions.
-    queryset = Conversion.objects.none()
-    renderer_classes = [renderers.JSONRenderer, renderers.BrowsableAPIRenderer, CSVRenderer]
-    query = None
+    filterset_class = ClickFilter
+    lookup_field = "clickid"
+    lookup_value_regex = CLICKID_RE
+
+
+class PostbackViewSet(viewsets.ReadOnlyModelViewSet):
+    """Postbacks as received: parameters, state and error; rejected or failed ones can be re-queued."""
+
+    queryset = Postback.objects.order_by("-received_at", "-id")
+    serializer_class = PostbackSerializer
+    permission_classes = [StaffModelPermissions]
+    filterset_class = PostbackFilter
+    # Postback ids are hex; anything else cannot name one (and keeps odd bytes off the DB).
+    lookup_value_regex = "[0-9a-f]{1,32}"
+    action_permissions = {
+        "requeue": ["conversions.requeue_postback"],
+        "requeue_matching": ["conversions.requeue_postback"],
+    }
 
     @extend_schema(
-        operation_id="stats",
-        parameters=[
-            OpenApiParameter(
-                "group_by",
-                OpenApiTypes.STR,
-                description="One to three, comma separated, of " + ", ".join(stats.DIMENSIONS),
-            ),
-            OpenApiParameter("date_from", OpenApiTypes.DATE, description="Inclusive, in tz."),
-            OpenApiParameter("date_to", OpenApiTypes.DATE, description="Inclusive, in tz."),
-            OpenApiParameter("tz", OpenApiTypes.STR, description="IANA time zone name."),
-            OpenApiParameter("offer", OpenApiTypes.STR, description="Offer ids, comma separated."),
-            OpenApiParameter("advertiser", OpenApiTypes.STR, description="Advertiser ids."),
-            OpenApiParameter("partner", OpenApiTypes.STR, description="Partner ids."),
-            OpenApiParameter("goal", OpenApiTypes.STR, description="A goal value."),
-            OpenApiParameter("country", OpenApiTypes.STR, description="ISO 3166 alpha-2."),
-            OpenApiParameter("format", OpenApiTypes.STR, enum=["json", "csv"]),
-        ],
-        responses={200: StatsSerializer},
+        request=None,
+        responses={202: RequeuedSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+        description="Put a rejected or failed postback back on the queue to be checked again.",
     )
-    def get(self, request):
-        try:
-            self.query = stats.parse(request.query_params)
-        except stats.StatsError as exc:
-            raise ValidationError({exc.field: [exc.message]}) from None
-        response = Response(stats.report(self.query))
-        if request.accepted_renderer.format == "csv":
-            name = f"stats-{self.query.date_from}-{self.query.date_to}.csv"
-            response["Content-Disposition"] = f'attachment; filename="{name}"'
-        return response
+    @action(detail=True, methods=["post"])
+    def requeue(self, request, pk=None):
+        postback = self.get_object()
+        with transaction.atomic():
+            count = dispatch.requeue([postback.pk])
+        if not count:
+            return Response(
+                {
+                    "detail": f"Postback {postback.pk} is {postback.state}: "
+                    "only rejected or failed postbacks can be re-queued."
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        return Response({"requeued": count}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        operation_id="v1_postbacks_requeue_matching",
+        parameters=[
+            OpenApiParameter("state", enum=[Postback.State.REJECTED, Postback.State.FAILED]),
+            OpenApiParameter("clickid"),
+            OpenApiParameter("action_id"),
+            OpenApiParameter("offer", int),
+            OpenApiParameter("received_at_after", OpenApiTypes.DATETIME),
+            OpenApiParameter("received_at_before", OpenApiTypes.DATETIME),
+            OpenApiParameter(
+                "all",
+                bool,
+                description="true: re-queue every rejected and failed postback (no filter needed).",
+            ),
+        ],
+        request=None,
+        responses={202: RequeuedSerializer, 400: ErrorSerializer},
+        description=(
+            "Re-queue every rejected or failed postback that matches the filters "
+            "(e.g. ?state=rejected&clickid=...). Others are left as they are. "
+            "Without a filter, all=true is required: a bare call re-queues nothing "
+            "and answers 400."
+        ),
+    )
+    @action(detail=False, methods=["post"], url_path="requeue")
+    def requeue_matching(self, request):
+        matching = self.filter_queryset(self.get_queryset())
+        filterset = self.filterset_class(request.query_params, queryset=matching, request=request)
+        everything = request.query_params.get("all", "").lower() in ("true", "1")
+        # Valid: filter_queryset above has answered 400 for a bad filter.
+        if not everything and filterset.is_valid() and not narrows(filterset):
+            names = ", ".join(filter_names(self.filterset_class))
+            return Response(
+                {
+                    "detail": "Name at least one filter "
+                    f"({names}), or send all=true to re-queue every rejected and failed postback."
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        matching = matching.filter(state__in=[Postback.State.REJECTED, Postback.State.FAILED])
+        ids = list(matching.values_list("pk", flat=True))
+        count = 0
+        # In slices: one IN list per statement stays within every database's parameter limit.
+        for start in range(0, len(ids), REQUEUE_SLICE):
+            with transaction.atomic():
+                count += dispatch.requeue(ids[start : start + REQUEUE_SLICE])
+        return Response({"requeued": count}, status=status.HTTP_202_ACCEPTED)
+
+
+class ConversionViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Conversions: read and filter; a manager changes the status or resends partner postbacks."""
+
+    queryset = Conversion.objects.select_related("click").order_by("-created_at", "-id")
+    serializer_class = ConversionSerializer
+    permission_classes = [StaffModelPermissions]
+    filterset_class = ConversionFilter
+    http_method_names = ["get", "patch", "post", "head", "options"]
+    action_permissions = {
+        "partial_update": ["conversions.change_conversion"],
+        "requeue": ["conversions.resend_postbackdelivery"],
+    }
+
+    @extend_schema(
+        request=ConversionStatusSerializer,
+        responses={200: ConversionSerializer},
+        description=(
+            "Change a conversion's status (and reason) as a manager: the allowed "
+            "transitions are conversions.processing.statuses.MANAGER_TRANSITIONS; a decline's "
+            'reason is "Rejected by a manager". Partner postbacks fire for the change.'
+        ),
+    )
+    def partial_update(self, request, *args, **kwargs):
+        conversion = self.get_object()
+        change = ConversionStatusSerializer(data=request.data)
+        change.is_valid(raise_exception=True)
+        new_status = change.validated_data.get("status")
+        reason = change.validated_data.get("reason")
+        if new_status is None:
+            # A reason alone is a note, not a status event: nothing fires.
+            conversion.reason = reason
+            conversion.save(update_fields=["reason", "updated_at"])
+        else:
+            try:
+                statuses.change_status_by_manager(conversion.pk, new_status, reason or "")
+            except statuses.TransitionError as exc:
+                raise serializers.ValidationError({"status": [str(exc)]}) from None
+        return Response(self.get_serializer(self.get_queryset().get(pk=conversion.pk)).data)
+
+    @extend_schema(
+        request=None,
+        responses={202: RequeuedSerializer, 404: ErrorSerializer},
+        description="Send the conversion's latest partner postbacks again.",
+    )
+    @action(detail=True, methods=["post"])
+    def requeue(self, request, pk=None):
+        conversion = self.get_object()
+        count = deliveries.resend_conversion(conversion.pk)
+        return Response({"requeued": count}, status=status.HTTP_202_ACCEPTED)
+
+
+class PostbackDeliveryViewSet(viewsets.ReadOnlyModelViewSet):
+    """Partner postback deliveries: one row per attempt, with the answer and the next retry."""
+
+    queryset = PostbackDelivery.objects.order_by("-created_at", "-id")
+    serializer_class = PostbackDeliverySerializer
+    permission_classes = [StaffModelPermissions]
+    filterset_fields = ["conversion", "partner_postback", "state"]

@@ -19,7 +19,7 @@ from offers.models import Advertiser, Offer
 from partners.models import Partner
 
 from . import stats
-from .api import csv_text
+from .stats_api import csv_text
 
 FIGURE_LABELS = {
     "clicks": "Clicks",

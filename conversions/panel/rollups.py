@@ -10,7 +10,7 @@ PostgreSQL only (SQLite has no statement triggers; reports read raw rows).
 
 from django.db import connection, transaction
 
-from ..models import OfferStat, SubStat, TrafficStat
+from conversions.models import OfferStat, SubStat, TrafficStat
 
 ROLLUPS = (OfferStat, TrafficStat, SubStat)
 METRICS = ("clicks", "conversions", "revenue", "payout")

@@ -33,9 +33,8 @@ from django.db.models import Count, F, Q, Sum, Value
 from django.db.models.functions import Coalesce, Trunc
 from django.utils import timezone
 
+from conversions.models import SUB_FIELDS, Click, Conversion, OfferStat, SubStat, TrafficStat
 from offers.models import Offer
-
-from ..models import SUB_FIELDS, Click, Conversion, OfferStat, SubStat, TrafficStat
 
 TIME_DIMENSIONS = ("hour", "day", "month")
 DIMENSIONS = (*TIME_DIMENSIONS, "offer", "advertiser", "partner", "goal", "country", *SUB_FIELDS)

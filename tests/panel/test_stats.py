@@ -17,9 +17,10 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from conversions import clickbuffer, services
+from conversions.intake import click_buffer
 from conversions.models import Click, Conversion, OfferStat, SubStat, TrafficStat
 from conversions.panel import rollups
+from conversions.processing import statuses
 from offers.models import Advertiser, Offer
 from partners.models import Partner
 
@@ -429,11 +430,11 @@ def test_a_status_change_and_a_repricing_move_the_numbers(admin_api, world):
         return t["approved"], t["pending"], t["declined"], t["revenue"], t["payout"]
 
     assert figures() == (1, 1, 0, "10.0000", "6.0000")
-    services.change_status_by_manager(pending.pk, "approved")
+    statuses.change_status_by_manager(pending.pk, "approved")
     assert figures() == (2, 0, 0, "18.0000", "9.0000")
     Conversion.objects.filter(pk=approved.pk).update(revenue=Decimal("12.5"), payout=Decimal(7))
     assert figures() == (2, 0, 0, "20.5000", "10.0000")
-    services.change_status_by_manager(approved.pk, "declined")
+    statuses.change_status_by_manager(approved.pk, "declined")
     assert figures() == (1, 0, 1, "8.0000", "3.0000")
     Conversion.objects.filter(pk=pending.pk).delete()
     assert figures() == (0, 0, 1, "0.0000", "0.0000")
@@ -574,7 +575,7 @@ def test_a_flushed_click_and_a_settled_conversion_count_at_once(
     today = {"group_by": "sub1", "date_from": str(timezone.now().date())}
     assert stats(admin_api, **today)["totals"]["clicks"] == 0
     # The beat's next tick; no merge of the counters in between.
-    clickbuffer.flush(wait=False)
+    click_buffer.flush(wait=False)
     answer = stats(admin_api, **today)
     assert (answer["results"][0]["key"], answer["totals"]["clicks"]) == ({"sub1": "s"}, 1)
     assert process(clickid=clickid, sum="5").state == "accepted"
