@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from bench import data, load
+from bench import stats as bench_stats
 from bench.measure import (
     FINAL,
     median_spread,
@@ -46,7 +47,7 @@ BURST_SECONDS = float(os.environ.get("BENCH_BURST_SECONDS", "6"))
 CLIENT_TIMEOUT = float(os.environ.get("BENCH_CLIENT_TIMEOUT", "5"))
 # A comma-separated subset of the cases (e.g. BENCH_CASES=accept) measures only
 # those and prints their numbers instead of writing the report, which needs all.
-CASES = ("accept", "clicks", "e2e", "keepup", "light", "burst")
+CASES = ("accept", "clicks", "e2e", "keepup", "light", "burst", "stats")
 SELECTED = [c for c in os.environ.get("BENCH_CASES", ",".join(CASES)).split(",") if c]
 # A click converts once per goal (a repeat is "Conversion exists"): enough clicks that
 # each case's postbacks have one each (the keep-up case cycles through them).
@@ -489,6 +490,11 @@ def main() -> int:
                 raise SystemExit("BENCH_CASES=burst without accept needs BENCH_BURST_RATE")
             results["config"]["burst_rate"] = burst_rate
             results["burst"] = case_sync_vs_async(stack, clickids, burst_rate)
+        if "stats" in SELECTED:
+            log("case 6: statistics answer time against data size (bench/stats.py)")
+            results["stats"] = bench_stats.case_stats(stack)
+            bench_stats.write(results["stats"], out_dir)
+            log(f"wrote {out_dir / 'bench-stats.md'}")
     finally:
         stack.close()
     results["config"]["seconds"] = time.monotonic() - started

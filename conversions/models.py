@@ -328,20 +328,24 @@ class TrafficStat(StatRow):
 
 
 class SubStat(StatRow):
-    """Per hour, offer, partner and one of the click's subs (sub_no 1-8): reports by sub."""
+    """Per UTC day (in ``hour``), partner and one of the click's subs (sub_no 1-8).
 
-    offer_id = models.BigIntegerField()
+    Reports by sub (and partner) whose days are UTC days. Per day and without
+    the offer: a sub takes many values (a partner's placements), and finer
+    counters of them would be nearly as many as the clicks.
+    """
+
     partner_id = models.BigIntegerField()
     sub_no = models.PositiveSmallIntegerField()
     sub = models.CharField(max_length=255, blank=True)
 
-    KEY = ("sub_no", "hour", "offer_id", "partner_id", "sub", "goal", "status")
+    KEY = ("sub_no", "hour", "partner_id", "sub", "goal", "status")
 
     class Meta:
         indexes = [
-            # A report names one sub: its rows of a range of hours.
+            # A report names one sub: its rows of a range of days.
             models.Index(
-                fields=["sub_no", "hour", "offer_id", "partner_id", "sub", "goal", "status"],
+                fields=["sub_no", "hour", "partner_id", "sub", "goal", "status"],
                 name="substat_key_idx",
             ),
             models.Index(
@@ -350,4 +354,4 @@ class SubStat(StatRow):
         ]
 
     def __str__(self) -> str:
-        return f"{self.hour:%Y-%m-%d %H}h sub{self.sub_no}={self.sub!r}"
+        return f"{self.hour:%Y-%m-%d} sub{self.sub_no}={self.sub!r}"

@@ -22,12 +22,15 @@ triggers: there the reports read the raw rows.
 from django.db import migrations, models
 
 HOUR = "date_trunc('hour', {0} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+# The sub counters are per UTC day: a sub has many values, and per hour its
+# counters would be nearly as many as the clicks.
+DAY = "date_trunc('day', {0} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
 SUBS = ", ".join(f"({i}, c.sub{i})" for i in range(1, 9))
 METRICS = "clicks, conversions, revenue, payout"
 TABLES = {
     "conversions_offerstat": ("offer_id",),
     "conversions_trafficstat": ("offer_id", "partner_id", "country"),
-    "conversions_substat": ("offer_id", "partner_id", "sub_no", "sub"),
+    "conversions_substat": ("partner_id", "sub_no", "sub"),
 }
 
 
@@ -35,13 +38,14 @@ def _insert(table: str, source: str, *, clicks: bool) -> str:
     dims = TABLES[table]
     alias = "c" if clicks else "d"
     lateral = ""
+    bucket = DAY if "sub_no" in dims else HOUR
     if "sub_no" in dims:
         subs = SUBS.replace("c.", f"{alias}.")
         lateral = f" CROSS JOIN LATERAL (VALUES {subs}) AS s(sub_no, sub)"
     names = ", ".join(dims)
     keys = ", ".join("s." + d if d in ("sub_no", "sub") else f"{alias}.{d}" for d in dims)
     if clicks:
-        keep = f"{HOUR.format('c.created_at')}, {keys}"
+        keep = f"{bucket.format('c.created_at')}, {keys}"
         return (
             f"INSERT INTO {table} (hour, {names}, goal, status, {METRICS}, merged)"
             f" SELECT {keep}, '', '', count(*), 0, 0, 0, false"
@@ -50,7 +54,7 @@ def _insert(table: str, source: str, *, clicks: bool) -> str:
     keep = f"d.hour, {keys}, d.goal, d.status"
     return (
         f"WITH x AS ({source}), d AS ("
-        f"SELECT {HOUR.format('x.created_at')} AS hour, x.offer_id, x.partner_id,"
+        f"SELECT {bucket.format('x.created_at')} AS hour, x.offer_id, x.partner_id,"
         " coalesce(c.country, '') AS country, x.goal, x.status, x.sign,"
         " x.sign * x.revenue AS revenue, x.sign * x.payout AS payout, "
         + ", ".join(f"coalesce(c.sub{i}, '') AS sub{i}" for i in range(1, 9))
@@ -189,7 +193,6 @@ class Migration(migrations.Migration):
                 ("revenue", models.DecimalField(decimal_places=4, default=0, max_digits=22)),
                 ("payout", models.DecimalField(decimal_places=4, default=0, max_digits=22)),
                 ("merged", models.BooleanField(default=False)),
-                ("offer_id", models.BigIntegerField()),
                 ("partner_id", models.BigIntegerField()),
                 ("sub_no", models.PositiveSmallIntegerField()),
                 ("sub", models.CharField(blank=True, max_length=255)),
@@ -200,7 +203,6 @@ class Migration(migrations.Migration):
                         fields=[
                             "sub_no",
                             "hour",
-                            "offer_id",
                             "partner_id",
                             "sub",
                             "goal",

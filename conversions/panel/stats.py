@@ -2,10 +2,11 @@
 
 DESIGN.md "Statistics". Steps of :func:`report`:
 
-1. Choose where to read: on PostgreSQL the smallest hourly counter table
+1. Choose where to read: on PostgreSQL the smallest counter table
    (conversions/panel/rollups.py) that has every dimension the report groups
-   or filters by; a report no table covers (two subs, or a sub with a
-   country) and SQLite read the raw click and conversion rows.
+   or filters by. Sub counters are per UTC day and partner: a sub report by
+   hour, in a zone whose offset is not 0 over the range, or with an offer,
+   advertiser or country reads the raw rows, as do two subs and SQLite.
 2. One query groups the rows of the date range by the time bucket (the UTC
    hour's start in ``tz``, truncated to hour, day or month) and the other
    dimensions, goal and status; click rows have no status.
@@ -238,9 +239,9 @@ def _sources(query: Query) -> list[_Source]:
         for model, has in ROLLUP_DIMENSIONS:
             if needed <= has:
                 return [_Source(model, "hour", common, rollup=True)]
-        if len(subs) == 1 and needed - set(subs) <= {"offer", "partner"}:
+        if len(subs) == 1 and needed - set(subs) <= {"partner"} and _utc_days(query):
             number = int(subs[0][3:])
-            paths = {**common, subs[0]: "sub"}
+            paths = {"partner": "partner_id", subs[0]: "sub"}
             return [_Source(SubStat, "hour", paths, base=Q(sub_no=number), rollup=True)]
     click_paths = {"offer": "offer_id", "partner": "partner_id", "country": "country"}
     click_paths |= {s: s for s in SUB_FIELDS}
@@ -250,6 +251,18 @@ def _sources(query: Query) -> list[_Source]:
         _Source(Click, "created_at", click_paths),
         _Source(Conversion, "created_at", conversion_paths),
     ]
+
+
+def _utc_days(query: Query) -> bool:
+    """Whether the query's days are UTC days (the sub counters' days): no hours, offset 0 throughout."""
+    if query.time_dimension == "hour":
+        return False
+    days = (query.date_to - query.date_from).days + 2
+    return all(
+        datetime.combine(query.date_from + timedelta(days=i), time(), tzinfo=query.tz).utcoffset()
+        == timedelta(0)
+        for i in range(days)
+    )
 
 
 def _rows(query: Query, source: _Source) -> list[dict]:
