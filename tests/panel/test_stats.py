@@ -581,3 +581,17 @@ def test_a_flushed_click_and_a_settled_conversion_count_at_once(
     assert process(clickid=clickid, sum="5").state == "accepted"
     totals = stats(admin_api, **today)["totals"]
     assert (totals["clicks"], totals["approved"]) == (1, 1)
+
+
+def test_a_hold_approved_by_the_beat_moves_the_numbers(admin_api, world):
+    _, offers, partners = world
+    clicks = add_clicks(offers[0], partners[0], [at("2026-05-04T10:00:00+00:00")] * 2)
+    held = convert(clicks[0], "hold", revenue="9", payout="5")
+    Conversion.objects.filter(pk=held.pk).update(hold_until=at("2026-05-05T00:00:00+00:00"))
+    params = {"date_from": "2026-05-04", "date_to": "2026-05-04"}
+    totals = stats(admin_api, **params)["totals"]
+    assert (totals["hold"], totals["approved"], totals["revenue"]) == (1, 0, "0.0000")
+    assert statuses.approve_holds() == 1
+    totals = stats(admin_api, **params)["totals"]
+    assert (totals["hold"], totals["approved"], totals["revenue"]) == (0, 1, "9.0000")
+    assert totals["conversions"] == 1
