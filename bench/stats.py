@@ -154,9 +154,14 @@ def case_stats(stack) -> dict:
             _load(cursor, runs, next_id + loaded, size - loaded, now, rng)
         load_s = time.monotonic() - started
         next_loaded = size
+        log(f"loaded {size - loaded:,} clicks in {load_s:.0f} s")
         started = time.monotonic()
         with connection.cursor() as cursor:
+            # Fresh statistics for the merge's plan (autovacuum would, later).
             cursor.execute("SET work_mem = '256MB'")
+            cursor.execute(
+                "ANALYZE conversions_offerstat, conversions_trafficstat, conversions_substat"
+            )
         rollups.merge()
         merge_s = time.monotonic() - started
         with connection.cursor() as cursor:
