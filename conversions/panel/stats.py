@@ -305,21 +305,19 @@ def _rows(query: Query, source: _Source) -> list[dict]:
         names[f"d_{'offer' if dimension == 'advertiser' else dimension}"] = value
     qs = source.model.objects.filter(q).annotate(**names)
     keys = list(names)
+    if "goal" in query.group_by:
+        keys.append("goal")
     if is_clicks:
-        return [
-            {**row, "goal": "", "status": ""}
-            for row in qs.values(*keys).annotate(clicks=Count("id")).order_by()
-        ]
-    keys += ["goal", "status"]
+        return list(qs.values(*keys).annotate(clicks=Count("id")).order_by())
+    # One row per key with a column per status: fewer rows than one per status.
+    approved = Q(status=Conversion.Status.APPROVED)
     if source.rollup:
-        metrics = {
-            "clicks": Sum("clicks"),
-            "conversions": Sum("conversions"),
-            "revenue": Sum("revenue"),
-            "payout": Sum("payout"),
-        }
+        metrics = {"clicks": Sum("clicks")}
+        metrics |= {s: Sum("conversions", filter=Q(status=s)) for s in STATUSES}
+        metrics |= {m: Sum(m, filter=approved) for m in ("revenue", "payout")}
     else:
-        metrics = {"conversions": Count("id"), "revenue": Sum("revenue"), "payout": Sum("payout")}
+        metrics = {s: Count("id", filter=Q(status=s)) for s in STATUSES}
+        metrics |= {m: Sum(m, filter=approved) for m in ("revenue", "payout")}
     return list(qs.values(*keys).annotate(**metrics).order_by())
 
 
@@ -381,7 +379,7 @@ def report(query: Query) -> dict:
             if dimension in TIME_DIMENSIONS:
                 key.append(_bucket_text(kind, row["t"], query.tz))
             elif dimension == "goal":
-                key.append(row["goal"] or None)
+                key.append(row.get("goal") or None)
             elif dimension == "advertiser":
                 key.append(advertiser_of.get(row["d_offer"]))
             else:
@@ -397,12 +395,12 @@ def report(query: Query) -> dict:
         key = key_of(row)
         if row.get("clicks"):
             clicks[without_goal(key)] += row["clicks"]
-        if row["status"] and row["conversions"]:
+        if any(row.get(s) for s in STATUSES) or row.get("revenue") or row.get("payout"):
             sums = converted[key]
-            sums[row["status"]] += row["conversions"]
-            if row["status"] == Conversion.Status.APPROVED:
-                sums["revenue"] += row["revenue"] or ZERO
-                sums["payout"] += row["payout"] or ZERO
+            for name in STATUSES:
+                sums[name] += row[name] or 0
+            sums["revenue"] += row["revenue"] or ZERO
+            sums["payout"] += row["payout"] or ZERO
 
     by_key = {}
     for key, sums in converted.items():
