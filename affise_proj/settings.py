@@ -331,7 +331,11 @@ CELERY_DB_REUSE_MAX = 1_000_000
 # The task modules of the stage packages (autodiscovery looks for <app>.tasks
 # only). Task names are explicit strings kept from the flat layout, so
 # messages already queued under them still find their task.
-CELERY_IMPORTS = ("conversions.processing.tasks", "conversions.delivery.tasks")
+CELERY_IMPORTS = (
+    "conversions.processing.tasks",
+    "conversions.delivery.tasks",
+    "conversions.panel.tasks",
+)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sweep-postbacks": {
@@ -407,6 +411,21 @@ if CLICK_BUFFER:
         # A tick that waits longer than this is dropped: the next one flushes.
         "options": {"expires": 10 * CLICK_FLUSH_INTERVAL},
     }
+# Statistics (GET /api/v1/stats/, the admin's Reports). Days and months are
+# counted in STATS_TIMEZONE unless a report names its own tz.
+STATS_TIMEZONE = env.str("STATS_TIMEZONE", default="UTC")
+# How far the statistics may lag the pipeline, in seconds. On PostgreSQL the
+# counters are written by triggers in the same transaction as the rows: a
+# settled conversion counts at once, a click once the buffer has flushed it
+# (CLICK_FLUSH_INTERVAL). The embedded SQLite default reads the rows (no lag).
+STATS_LAG = CLICK_FLUSH_INTERVAL if CLICK_BUFFER else 0.0
+# How often the beat merges the counter rows appended since the last merge.
+STATS_MERGE_INTERVAL = env.float("STATS_MERGE_INTERVAL", default=60.0)
+CELERY_BEAT_SCHEDULE["merge-stats"] = {
+    "task": "conversions.panel.tasks.merge_stats",
+    "schedule": STATS_MERGE_INTERVAL,
+    "options": {"expires": STATS_MERGE_INTERVAL},
+}
 PARTNER_POSTBACK_RETRY_DELAYS = env.list(
     "PARTNER_POSTBACK_RETRY_DELAYS", cast=int, default=[60, 300, 900, 3600, 10800, 21600, 43200]
 )
