@@ -140,9 +140,12 @@ class Scrapes:
 
 def _metrics_story(scrapes: Scrapes, plan: Plan, events: list) -> tuple[dict, list[str]]:
     """What the gauges showed around each fault, and what they failed to show."""
-    times = {what.split()[0]: t for t, what in events}
-    kill = times.get("SIGKILL", plan.kill_worker_at)
-    pg_stop = times.get("PostgreSQL", plan.postgres_at)
+
+    def when(start: str, planned: float) -> float:
+        return next((t for t, what in events if what.startswith(start)), planned)
+
+    kill = when("SIGKILL worker", plan.kill_worker_at)
+    pg_stop = when("PostgreSQL stopped", plan.postgres_at)
     stale = float(APP_ENV["POSTBACK_STALE_AFTER"])
     final = scrapes.read()
     story = {
