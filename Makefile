@@ -45,7 +45,7 @@ bench: bench-deps
 	$(BIN)/python -m bench.run
 
 faults: $(VENV)/.bench
-	$(BIN)/python -m bench.faults --write docs/faults.md
+	$(BIN)/python -m bench.faults --write docs/faults.md --dashboard docs/screenshots/monitoring-dashboard.png
 
 faults-short: $(VENV)/.bench
 	$(BIN)/python -m bench.faults --short

@@ -1,4 +1,5 @@
 import os
+import threading
 
 from celery import Celery, bootsteps
 from celery.signals import (
@@ -38,24 +39,32 @@ after_setup_task_logger.connect(logs.celery_handlers, weak=False)
 
 
 class Heartbeat(bootsteps.StartStopStep):
-    """The worker's mark of life for /metrics' celery_workers (affise_proj/heartbeat.py)."""
+    """The worker's mark of life for /metrics' celery_workers (affise_proj/heartbeat.py).
 
-    requires = {"celery.worker.components:Timer"}
+    A thread of its own, not the worker's timer: the timer's entries are
+    dropped when the worker reconnects to a restarted broker.
+    """
 
     def __init__(self, worker, **kwargs):
         super().__init__(worker, **kwargs)
-        self.tref = None
+        self.stopping = threading.Event()
+        self.thread = None
 
     def start(self, worker):
-        heartbeat.beat(worker.hostname)
-        self.tref = worker.timer.call_repeatedly(
-            heartbeat.INTERVAL, heartbeat.beat, (worker.hostname,), priority=10
-        )
+        hostname = worker.hostname
+
+        def loop():
+            heartbeat.beat(hostname)
+            while not self.stopping.wait(heartbeat.INTERVAL):
+                heartbeat.beat(hostname)
+
+        self.thread = threading.Thread(target=loop, name="heartbeat", daemon=True)
+        self.thread.start()
 
     def stop(self, worker):
-        if self.tref is not None:
-            self.tref.cancel()
-            self.tref = None
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(timeout=2)
         heartbeat.gone(worker.hostname)
 
 

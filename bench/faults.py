@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import data, load
+from bench import dashboard, data, load
 from bench.measure import FINAL, new_tag
 from bench.stack import Stack
 
@@ -145,7 +145,8 @@ def _metrics_story(scrapes: Scrapes, plan: Plan, events: list) -> tuple[dict, li
         return next((t for t, what in events if what.startswith(start)), planned)
 
     kill = when("SIGKILL worker", plan.kill_worker_at)
-    pg_stop = when("PostgreSQL stopped", plan.postgres_at)
+    # The stop is noted once pg_ctl returns; the web spools from its start.
+    pg_stop = min(when("PostgreSQL stopped", plan.postgres_at), plan.postgres_at)
     stale = float(APP_ENV["POSTBACK_STALE_AFTER"])
     final = scrapes.read()
     story = {
@@ -328,7 +329,7 @@ def _drain_clicks(timeout: float) -> bool:
     return False
 
 
-def run(plan: Plan, write_doc: Path | None) -> int:
+def run(plan: Plan, write_doc: Path | None, dashboard_png: Path | None = None) -> int:
     stack = Stack("faults")
     log(f"private servers in {stack.dir}")
     stack.up()
@@ -369,6 +370,13 @@ def run(plan: Plan, write_doc: Path | None) -> int:
 
     wait_until(lambda: stack.worker_ready("worker2"), 60, "the workers")
     stack.supervise()
+    prometheus = None
+    if dashboard_png and dashboard.available():
+        prometheus = dashboard.Prometheus(
+            stack.dir, stack.base_url.split("//", 1)[1], APP_ENV["METRICS_TOKEN"]
+        )
+        log(f"prometheus scraping /metrics every second at {prometheus.url}")
+    run_started_at = time.time()
 
     click_count = int(plan.click_rate * plan.seconds)
     click_url = f"{stack.base_url}/click?offer_id={offer.pk}&pid={partner.pk}"
@@ -422,6 +430,17 @@ def run(plan: Plan, write_doc: Path | None) -> int:
     stop_scraping.set()
     scraper.join()
     story, metric_problems = _metrics_story(scrapes, plan, events)
+    if prometheus is not None:
+        time.sleep(3)  # the last scrapes after the drain
+        dashboard.render(
+            prometheus,
+            run_started_at,
+            time.time(),
+            dashboard_png,
+            "make faults: worker killed, Redis and PostgreSQL restarted",
+        )
+        prometheus.stop()
+        log(f"dashboard drawn in {dashboard_png}")
     clickids = {
         parse_qs(urlsplit(a.location).query).get("c", [""])[0]
         for a in click_answers
@@ -627,8 +646,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--short", action="store_true", help="the bounded CI form (~2 min)")
     parser.add_argument("--write", type=Path, help="write the result as Markdown here")
+    parser.add_argument(
+        "--dashboard",
+        type=Path,
+        help="draw the example Grafana dashboard of the run here (needs prometheus)",
+    )
     args = parser.parse_args()
-    return run(SHORT if args.short else FULL, args.write)
+    return run(SHORT if args.short else FULL, args.write, args.dashboard)
 
 
 if __name__ == "__main__":

@@ -70,3 +70,17 @@ def test_alert_rules_fire_as_documented():
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
+
+
+def test_flower_is_an_optional_compose_service_on_localhost():
+    import yaml
+
+    compose = yaml.safe_load((Path(settings.BASE_DIR) / "docker-compose.yml").read_text())
+    flower = compose["services"]["flower"]
+    assert flower["profiles"] == ["monitoring"]
+    assert all(port.startswith("127.0.0.1:") for port in flower["ports"])
+    # Every app container names the metrics token and shares the metrics folder's volume.
+    web = compose["services"]["web"]
+    assert "METRICS_TOKEN" in web["environment"]
+    assert web["environment"]["VAR_DIR"] == "/var/lib/affise"
+    assert "spool:/var/lib/affise" in compose["services"]["worker"]["volumes"]
