@@ -11,7 +11,7 @@ class OperatorAdminSite(admin.AdminSite):
     index_template = "admin/operator_index.html"
 
     def get_urls(self):
-        from conversions.dashboard import dashboard_view
+        from conversions.panel.dashboard import dashboard_view
 
         return [
             path("dashboard/", self.admin_view(dashboard_view), name="dashboard"),

@@ -2,7 +2,7 @@
 
 from rest_framework.routers import DefaultRouter
 
-from conversions import api as conversions_api
+from conversions.panel import api as conversions_api
 from offers import api as offers_api
 from partners import api as partners_api
 

@@ -33,7 +33,8 @@ from prometheus_client.core import GaugeMetricFamily
 from redis.exceptions import RedisError
 
 from affise_proj import heartbeat, metrics
-from conversions import clickbuffer, dispatch, spool
+from conversions.intake import click_buffer, spool
+from conversions.processing import dispatch
 from conversions.models import Postback
 
 WAITING = (Postback.State.RECEIVED, Postback.State.PROCESSING)
@@ -114,13 +115,13 @@ class ScrapeTimeCollector:
         )
 
     def _click_buffer(self, up):
-        if not clickbuffer.enabled():
+        if not click_buffer.enabled():
             return
         client = _redis(settings.CLICK_BUFFER_URL)
         try:
-            length = client.xlen(clickbuffer.STREAM_KEY)
-            first = client.xrange(clickbuffer.STREAM_KEY, "-", "+", count=1)
-            rejected = client.xlen(clickbuffer.REJECTED_KEY)
+            length = client.xlen(click_buffer.STREAM_KEY)
+            first = client.xrange(click_buffer.STREAM_KEY, "-", "+", count=1)
+            rejected = client.xlen(click_buffer.REJECTED_KEY)
         except RedisError:
             up.add_metric(["click_buffer"], 0)
             return

@@ -122,7 +122,7 @@ else:
             "CONN_HEALTH_CHECK_GRACE", default=1.0
         )
         # Django binds parameters on the client and never prepares; the click
-        # path runs its one statement prepared (conversions/clicks.py). A
+        # path runs its one statement prepared (conversions/intake/clicks.py). A
         # threshold is what lets psycopg prepare at all.
         DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -150,7 +150,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_COOLOFF_MINUTES", default
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 # The client's address as the rest of the app sees it (TRUSTED_PROXIES).
-AXES_CLIENT_IP_CALLABLE = "conversions.netutil.client_ip"
+AXES_CLIENT_IP_CALLABLE = "conversions.intake.addresses.client_ip"
 # No start-up banner in every command's output; failed logins are still logged.
 AXES_VERBOSE = False
 
@@ -221,7 +221,7 @@ SPECTACULAR_SETTINGS = {
     # /postback and /click are plain Django views: the hook documents them.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "conversions.openapi.add_machine_endpoints",
+        "conversions.panel.openapi.add_machine_endpoints",
     ],
     # Several models have a "status"/"state": name each choice set after its model.
     "ENUM_NAME_OVERRIDES": {
@@ -238,7 +238,7 @@ SPECTACULAR_SETTINGS = {
 IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
 # Import and its preview run in one transaction each, every row in a savepoint:
-# a row refused by validation is reported and left out (conversions/resources.py),
+# a row refused by validation is reported and left out (conversions/panel/conversion_csv.py),
 # an unexpected error rolls the whole file back.
 IMPORT_EXPORT_USE_TRANSACTIONS = True
 # Past this many rows a changelist stops counting (COUNT(*) over millions is a scan).
@@ -307,6 +307,10 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "inte
 # Django's own rules around each task (affise_proj/celery.py): CONN_MAX_AGE,
 # health checks, and closing a connection that has seen an error.
 CELERY_DB_REUSE_MAX = 1_000_000
+# The task modules of the stage packages (autodiscovery looks for <app>.tasks
+# only). Task names are explicit strings kept from the flat layout, so
+# messages already queued under them still find their task.
+CELERY_IMPORTS = ("conversions.processing.tasks", "conversions.delivery.tasks")
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sweep-postbacks": {
@@ -341,7 +345,7 @@ CLICK_COUNTRY_HEADER = env.str("CLICK_COUNTRY_HEADER", default="HTTP_CF_IPCOUNTR
 # database server (not a restart) can lose the clicks of its last ~0.6 s;
 # postbacks, conversions and everything else always wait for the flush.
 CLICK_SYNCHRONOUS_COMMIT = env.bool("CLICK_SYNCHRONOUS_COMMIT", default=False)
-# Write-behind (conversions/clickbuffer.py): with PostgreSQL and Redis, a click
+# Write-behind (conversions/intake/click_buffer.py): with PostgreSQL and Redis, a click
 # is appended to a Redis stream and inserted in batches by the worker. The
 # stream lives beside Celery's queues (the broker's Redis database, persisted
 # as docker-compose runs it, with an append-only file), not in the cache,
@@ -364,7 +368,7 @@ def _dispatch_flag_url() -> str:
     return CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
 
 
-# The accept path's nudge (conversions/dispatch.py) queues one dispatch task per
+# The accept path's nudge (conversions/processing/dispatch.py) queues one dispatch task per
 # pending dispatch, not one per postback, through a flag every web process must
 # see: a key in this Redis. Empty (no Redis at all, the embedded default): each
 # process only knows its own postbacks, and each postback queues a dispatch.

@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from affise_proj import demo, monitoring
-from conversions import views
+from conversions.intake import views
 
 urlpatterns = [
     path("click", views.click, name="click"),

@@ -316,12 +316,12 @@ def _drain_clicks(timeout: float) -> bool:
     """Wait until the beat has flushed the click buffer into the table."""
     from redis.exceptions import RedisError
 
-    from conversions import clickbuffer
+    from conversions.intake import click_buffer
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if clickbuffer.pending() == 0:
+            if click_buffer.pending() == 0:
                 return True
         except RedisError:
             pass

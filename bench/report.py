@@ -188,7 +188,7 @@ def markdown(results: dict, names: dict[str, str]) -> str:
         "no-op has).",
         "- Case 5 (`GET /click`): the worker and beat run, as in production. Each click is "
         "answered from the Redis click buffer and moved into the table by the beat's flush "
-        "while wrk runs (`conversions/clickbuffer.py`). What was still buffered when wrk "
+        "while wrk runs (`conversions/intake/click_buffer.py`). What was still buffered when wrk "
         "stopped (median "
         f"{clk['backlog']['median']:.0f} clicks) is flushed at once, and that time (median "
         f"{clk['flush_s']['median']:.2f} s) is added to the run's: the rate is clicks stored per "

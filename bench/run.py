@@ -109,7 +109,7 @@ def case_clicks(stack: Stack, offer_id: int, pid: int) -> dict:
     to the run's: clicks/s counts storing the clicks, not only answering them.
     Every answered click must be in the table.
     """
-    from conversions import clickbuffer
+    from conversions.intake import click_buffer
     from conversions.models import Click
 
     data.reset_postbacks()
@@ -126,16 +126,16 @@ def case_clicks(stack: Stack, offer_id: int, pid: int) -> dict:
             result = load.wrk(
                 f"{stack.base_url}/click?offer_id={offer_id}&pid={pid}", seconds=WRK_SECONDS
             )
-            backlog = clickbuffer.pending()
+            backlog = click_buffer.pending()
             started = time.monotonic()
             # Everything appended so far, however much; again for the requests
             # gunicorn was still answering when wrk stopped.
             for _ in range(100):
-                clickbuffer.flush()
-                if not clickbuffer.pending():
+                click_buffer.flush()
+                if not click_buffer.pending():
                     break
             else:
-                raise RuntimeError(f"click buffer not empty: {clickbuffer.pending()}")
+                raise RuntimeError(f"click buffer not empty: {click_buffer.pending()}")
             result["flush_s"] = time.monotonic() - started
             result["backlog"] = backlog
             result["answered"] = result["requests"] - result["socket_errors"] - result["bad_status"]
@@ -199,7 +199,7 @@ class Nudger:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        from conversions import dispatch
+        from conversions.processing import dispatch
 
         while not self._stop.wait(0.1):
             dispatch.nudge()

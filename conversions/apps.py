@@ -6,11 +6,18 @@ class ConversionsConfig(AppConfig):
     name = "conversions"
 
     def ready(self) -> None:
+        """Connect the signals and register the operator panel's admin classes.
+
+        Imports here, not at the top: they need the app registry ready (models).
+        The panel lives in conversions/panel/, where admin autodiscovery (which
+        imports <app>.admin) does not look.
+        """
         from offers.models import Cap, Offer, cap_counting_changed
         from partners.models import OfferAccess, Partner
 
-        from .caps import count_current_period
-        from .clicks import forget_targets
+        from .intake.clicks import forget_targets
+        from .panel import admin  # noqa: F401  (registers the ModelAdmins)
+        from .processing.caps import count_current_period
 
         # The click path remembers offers' answers for a moment (clicks.target):
         # a change saved in this process applies at once.

@@ -8,7 +8,7 @@ from django.db import models
 from django.http import HttpRequest
 from django.utils import timezone
 
-from conversions import caps
+from conversions.processing import caps
 from partners.models import OfferAccess
 
 from . import secrecy

@@ -131,7 +131,7 @@ class CapSerializer(ModelValidatingSerializer):
 
     @extend_schema_field(serializers.DecimalField(max_digits=16, decimal_places=4))
     def get_used(self, cap: Cap) -> str:
-        from conversions.caps import usage
+        from conversions.processing.caps import usage
 
         used = getattr(cap, "used_now", None)
         if used is None:  # a cap just written: not read through the annotated queryset
@@ -207,7 +207,7 @@ class CapViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
 
     def get_queryset(self):
         """Caps with their current period's usage, in the same query (no query per cap)."""
-        from conversions.caps import period_key
+        from conversions.processing.caps import period_key
 
         now = timezone.now()
         current_key = Case(

@@ -64,7 +64,7 @@ def celery_session_worker(django_db_setup, django_db_blocker):
     from celery.contrib.testing.worker import start_worker
 
     from affise_proj.celery import app
-    from conversions.dispatch import pending_flag
+    from conversions.processing.dispatch import pending_flag
 
     app.control.purge()
     # The purge may have dropped the dispatch that a pending nudge stands for:
@@ -99,13 +99,13 @@ def _fresh_spool(settings, tmp_path):
 @pytest.fixture(autouse=True)
 def _fresh_click_path():
     """Each test starts with an empty click buffer and nothing remembered of offers."""
-    from conversions import clickbuffer, clicks
+    from conversions.intake import click_buffer, clicks
 
     clicks.forget_targets()
-    clickbuffer._blocked_until = 0.0
+    click_buffer._blocked_until = 0.0
     if settings.CLICK_BUFFER:
-        stream = clickbuffer._stream()
-        stream.client.delete(stream.key, clickbuffer.REJECTED_KEY)
+        stream = click_buffer._stream()
+        stream.client.delete(stream.key, click_buffer.REJECTED_KEY)
     yield
     clicks.forget_targets()
 

@@ -10,11 +10,11 @@ from django.core.management import call_command
 from django.db import transaction
 
 from affise_proj import demo
+from conversions.delivery.deliveries import fire
+from conversions.delivery.tasks import deliver
 from conversions.models import Click, Conversion, PostbackDelivery
 from offers.models import Offer
-from partners.delivery import fire
 from partners.models import Partner
-from partners.tasks import deliver
 
 
 def test_make_run_prints_the_admin_login_just_before_the_processes_start():

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from affise_proj import heartbeat, logs, metrics
-from conversions import spool
+from conversions.intake import spool
 from conversions.models import Postback, new_postback_id
 
 from .conftest import process_env

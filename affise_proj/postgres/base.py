@@ -8,7 +8,7 @@ ago, is used without the check; an idle one is still checked.
 
 If the database restarts inside that window, the first query fails instead
 of reconnecting: the click and accept statements run again once on a new
-connection (conversions/hotpath.py), anything else fails as after any error,
+connection (conversions/intake/statements.py), anything else fails as after any error,
 and Django closes the broken connection at the end of the request or task.
 """
 

@@ -9,8 +9,8 @@ from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
-from conversions import dashboard
 from conversions.models import Click, Conversion, Postback
+from conversions.panel import dashboard
 from offers.models import Goal
 from partners.models import Partner
 

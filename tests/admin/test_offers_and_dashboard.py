@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from conversions import spool
+from conversions.intake import spool
 from conversions.models import Postback
 from offers.models import Cap, CapCounter, Goal, Offer
 from partners.models import OfferAccess, PartnerPostback

@@ -170,7 +170,7 @@ def test_requeue_resends_the_latest_partner_postbacks(
     support_api, make_conversion, partner_postback
 ):
     conversion = make_conversion(status="pending")
-    from conversions.services import change_status_by_manager
+    from conversions.processing.statuses import change_status_by_manager
 
     change_status_by_manager(conversion.pk, "approved")
     response = support_api.post(f"/api/v1/conversions/{conversion.pk}/requeue/")
@@ -189,7 +189,7 @@ def test_requeue_of_a_conversion_without_deliveries_queues_nothing(support_api, 
 def test_postback_deliveries_filter_by_conversion(
     support_api, make_conversion, make_click, partner_postback
 ):
-    from conversions.services import change_status_by_manager
+    from conversions.processing.statuses import change_status_by_manager
 
     first = make_conversion(status="pending")
     second = make_conversion(status="pending", click=make_click())

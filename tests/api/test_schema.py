@@ -66,7 +66,7 @@ def test_browsable_api_renders_every_resource(client, superuser, seeded):
 @pytest.fixture
 def seeded(offer, partner, click):
     """One row of every resource, so generated requests on ``{id}`` can hit real rows."""
-    from conversions.services import change_status_by_manager
+    from conversions.processing.statuses import change_status_by_manager
 
     goal = Goal.objects.get(offer=offer)
     pp = PartnerPostback.objects.create(partner=partner, url="https://t.example.com/?c={clickid}")

@@ -18,8 +18,8 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.utils import timezone
 
-from conversions import dashboard
 from conversions.models import Click, Conversion
+from conversions.panel import dashboard
 from offers.models import Cap, Goal, Offer, Payout
 from partners.models import Partner
 

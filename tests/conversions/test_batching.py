@@ -6,9 +6,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from conversions import dispatch, pipeline
-from conversions.checks import CHECKS
 from conversions.models import Conversion, Postback
+from conversions.processing import dispatch, settlement
+from conversions.processing.checks import CHECKS
 from offers.models import Cap
 
 from ..conftest import run_concurrently, wait_for
@@ -19,7 +19,7 @@ def received(**params) -> str:
 
 
 def queries_per_check(ids) -> dict[str, int]:
-    batch = pipeline.load_batch(ids)
+    batch = settlement.load_batch(ids)
     counts = {}
     for name, check in CHECKS.items():
         with CaptureQueriesContext(connection) as ctx:

@@ -9,9 +9,9 @@ import time_machine
 from django.db import connection
 from django.utils import timezone
 
-from conversions import caps, dispatch, pipeline, services
-from conversions.checks import CHECKS
 from conversions.models import Conversion, Postback
+from conversions.processing import caps, dispatch, settlement, statuses
+from conversions.processing.checks import CHECKS
 from offers.admin import cap_usage
 from offers.models import Cap, CapCounter, Goal, Payout
 from partners.models import Partner
@@ -27,8 +27,8 @@ def received(received_at=None, **params) -> str:
 def settle_now(pid: str) -> Postback:
     """Claim, check and settle one postback here, in this thread."""
     assert dispatch.claim_one(pid)
-    batch = pipeline.load_batch([pid])
-    pipeline.settle([check(batch) for check in CHECKS.values()], [pid])
+    batch = settlement.load_batch([pid])
+    settlement.settle([check(batch) for check in CHECKS.values()], [pid])
     return Postback.objects.get(pk=pid)
 
 
@@ -219,7 +219,7 @@ def test_the_cap_period_is_the_conversions_creation_day_both_ways(make_click, of
         assert caps.period_key(cap, conv.created_at) == "2026-11-27"
         assert (used(cap, "2026-11-26"), used(cap, "2026-11-27")) == (0, 1)
     with time_machine.travel("2026-11-27 03:00 +00:00", tick=False):
-        services.change_status_by_manager(conv.pk, "declined")
+        statuses.change_status_by_manager(conv.pk, "declined")
     assert (used(cap, "2026-11-26"), used(cap, "2026-11-27")) == (0, 0)
 
 
@@ -239,7 +239,7 @@ def test_an_overcap_conversion_waits_for_a_manager_with_the_cap_reason(process, 
     assert (conv.status, conv.reason, conv.version) == ("pending", "Cap is reached", 1)
     assert process(clickid=clickid, status="5").conversion.status == "pending"
     # Only a manager approves it; it was counted all along.
-    services.change_status_by_manager(conv.pk, "approved")
+    statuses.change_status_by_manager(conv.pk, "approved")
     conv.refresh_from_db()
     assert (conv.status, conv.reason) == ("approved", "")
     assert used(cap) == counted(cap) == 2
@@ -263,7 +263,7 @@ def test_the_reconciler_repairs_a_counter_that_drifted_and_says_so(make_click, o
     for _ in range(3):
         settle_now(received(clickid=make_click().clickid))
     CapCounter.objects.filter(cap=cap).update(used=7)
-    with caplog.at_level(logging.ERROR, logger="conversions.caps"):
+    with caplog.at_level(logging.ERROR, logger="conversions.processing.caps"):
         assert caps.reconcile() == 1
     assert used(cap) == counted(cap) == 3
     assert any("7" in r.getMessage() and "3" in r.getMessage() for r in caplog.records)
@@ -285,7 +285,7 @@ def test_a_cap_created_while_postbacks_settle_counts_every_conversion(
         assert dispatch.claim_one(pid)
     checked = {}
     for pid in ids:
-        batch = pipeline.load_batch([pid])
+        batch = settlement.load_batch([pid])
         checked[pid] = [check(batch) for check in CHECKS.values()]
 
     def run(i: int):
@@ -293,7 +293,7 @@ def test_a_cap_created_while_postbacks_settle_counts_every_conversion(
             # Created while the rest settle, some conversions made already.
             wait_for(lambda: Conversion.objects.count() >= 3, what="three conversions")
             return Cap.objects.create(offer=offer, limit=100)
-        return pipeline.settle(checked[ids[i]], [ids[i]])
+        return settlement.settle(checked[ids[i]], [ids[i]])
 
     cap = run_concurrently(len(ids) + 1, run)[-1]
     settle_now(received(clickid=make_click().clickid))

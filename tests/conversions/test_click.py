@@ -3,7 +3,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from conversions import clickbuffer
+from conversions.intake import click_buffer
 from conversions.models import Click
 from offers.models import Offer
 from partners.models import OfferAccess, Partner
@@ -22,12 +22,12 @@ def click_mode(request, settings):
 
 def stored():
     """Clicks in the table, once whatever the buffer holds has been flushed."""
-    clickbuffer.flush()
+    click_buffer.flush()
     return Click.objects
 
 
 def assert_no_click():
-    assert clickbuffer.pending() == 0  # nothing buffered either
+    assert click_buffer.pending() == 0  # nothing buffered either
     assert not Click.objects.exists()
 
 

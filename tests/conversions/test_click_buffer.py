@@ -16,9 +16,10 @@ from django.conf import settings
 from django.db import OperationalError, connection
 from django.utils import timezone
 
-from conversions import clickbuffer, clicks, tasks
+from conversions.intake import click_buffer, clicks
+from conversions.intake.redis_connection import KeptConnection
 from conversions.models import Click, Conversion
-from conversions.redisconn import KeptConnection
+from conversions.processing import tasks
 from offers.models import Offer
 
 from ..conftest import another_session
@@ -36,7 +37,7 @@ def _click(client, offer, partner, **params):
 
 
 def _stream_ids() -> list[str]:
-    stream = clickbuffer._stream()
+    stream = click_buffer._stream()
     return [entry_id.decode() for entry_id, _ in stream.client.xrange(stream.key)]
 
 
@@ -69,7 +70,7 @@ def test_a_click_is_answered_from_the_buffer_and_stored_by_the_flush(
     )
     # Answered without touching the table.
     assert not Click.objects.exists()
-    assert clickbuffer.pending() == 1
+    assert click_buffer.pending() == 1
     assert tasks.flush_clicks() == 1
     click = Click.objects.get()
     assert (click.clickid, click.offer, click.partner) == (clickid, offer, partner)
@@ -83,7 +84,7 @@ def test_a_click_is_answered_from_the_buffer_and_stored_by_the_flush(
     # The time of the click, not of the flush.
     assert before <= click.created_at <= before + timedelta(seconds=5)
     # Committed, so the entries are gone.
-    assert clickbuffer.pending() == 0
+    assert click_buffer.pending() == 0
 
 
 def test_entries_read_twice_are_stored_once(client, offer, partner, db):
@@ -91,10 +92,10 @@ def test_entries_read_twice_are_stored_once(client, offer, partner, db):
     # deleted (that waits for a commit) and the second flush reads them again,
     # as after a flush that died between its commit and the delete.
     ids = {_click(client, offer, partner) for _ in range(3)}
-    assert clickbuffer.flush() == 3
-    assert clickbuffer.flush() == 3
+    assert click_buffer.flush() == 3
+    assert click_buffer.flush() == 3
     assert set(Click.objects.values_list("clickid", flat=True)) == ids
-    assert clickbuffer.pending() == 3
+    assert click_buffer.pending() == 3
 
 
 def test_a_flush_that_failed_leaves_its_entries_for_the_next(
@@ -106,12 +107,12 @@ def test_a_flush_that_failed_leaves_its_entries_for_the_next(
         other.execute(f"LOCK TABLE {Click._meta.db_table} IN ACCESS EXCLUSIVE MODE")
         cursor.execute("SET lock_timeout = '50ms'")
         with pytest.raises(OperationalError, match="lock timeout"):
-            clickbuffer.flush()
+            click_buffer.flush()
         cursor.execute("SET lock_timeout = 0")
         other.rollback()
     assert not Click.objects.exists()
-    assert clickbuffer.pending() == 1
-    assert clickbuffer.flush() == 1
+    assert click_buffer.pending() == 1
+    assert click_buffer.flush() == 1
     assert list(Click.objects.values_list("clickid", flat=True)) == [clickid]
 
 
@@ -120,10 +121,10 @@ def test_flushes_run_one_at_a_time_and_the_beat_does_not_wait(
 ):
     _click(client, offer, partner)
     with another_session() as other:
-        other.execute("SELECT pg_advisory_xact_lock(%s)", [clickbuffer.LOCK_ID])
+        other.execute("SELECT pg_advisory_xact_lock(%s)", [click_buffer.LOCK_ID])
         # Another flush holds the lock: the beat's tick leaves the work to it.
         assert tasks.flush_clicks() == 0
-        assert clickbuffer.pending() == 1
+        assert click_buffer.pending() == 1
         other.rollback()
     assert tasks.flush_clicks() == 1
     assert Click.objects.count() == 1
@@ -131,14 +132,14 @@ def test_flushes_run_one_at_a_time_and_the_beat_does_not_wait(
 
 def test_more_than_a_batch_is_flushed_in_batches(offer, partner, transactional_db):
     now = timezone.now()
-    fields = dict.fromkeys(clickbuffer.FIELDS, "")
+    fields = dict.fromkeys(click_buffer.FIELDS, "")
     fields["ip"] = None
-    count = clickbuffer.FLUSH_BATCH + 7
+    count = click_buffer.FLUSH_BATCH + 7
     for i in range(count):
-        assert clickbuffer.add(f"{i:024x}", offer.pk, partner.pk, now, fields)
-    assert clickbuffer.flush() == count
+        assert click_buffer.add(f"{i:024x}", offer.pk, partner.pk, now, fields)
+    assert click_buffer.flush() == count
     assert Click.objects.count() == count
-    assert clickbuffer.pending() == 0
+    assert click_buffer.pending() == 0
 
 
 def test_a_click_whose_offer_is_gone_is_dropped_not_blocking(
@@ -148,9 +149,9 @@ def test_a_click_whose_offer_is_gone_is_dropped_not_blocking(
     _click(client, doomed, partner)
     kept = _click(client, offer, partner)
     doomed.delete()
-    assert clickbuffer.flush() == 2
+    assert click_buffer.flush() == 2
     assert list(Click.objects.values_list("clickid", flat=True)) == [kept]
-    assert clickbuffer.pending() == 0
+    assert click_buffer.pending() == 0
 
 
 @pytest.mark.parametrize(
@@ -168,20 +169,20 @@ def test_an_unreadable_entry_is_dropped_and_logged(client, offer, partner, trans
     logged = []
     handler = logging.Handler()
     handler.emit = lambda record: logged.append(record.getMessage())
-    logger = logging.getLogger(clickbuffer.__name__)
+    logger = logging.getLogger(click_buffer.__name__)
     logger.addHandler(handler)
-    stream = clickbuffer._stream()
+    stream = click_buffer._stream()
     try:
         stream.client.xadd(stream.key, {"c": entry})
         kept = _click(client, offer, partner)
-        assert clickbuffer.flush() == 2
+        assert click_buffer.flush() == 2
     finally:
         logger.removeHandler(handler)
     assert list(Click.objects.values_list("clickid", flat=True)) == [kept]
     assert [m for m in logged if "set aside" in m and "unreadable" in m]
     assert _stream_ids() == []
     # Kept, with the reason, for an operator.
-    ((_, rejected),) = stream.client.xrange(clickbuffer.REJECTED_KEY)
+    ((_, rejected),) = stream.client.xrange(click_buffer.REJECTED_KEY)
     assert rejected[b"error"].startswith(b"unreadable")
 
 
@@ -189,15 +190,15 @@ def test_a_row_the_table_refuses_is_set_aside_and_the_rest_stored(
     client, offer, partner, transactional_db
 ):
     now = timezone.now()
-    fields = dict.fromkeys(clickbuffer.FIELDS, "")
+    fields = dict.fromkeys(click_buffer.FIELDS, "")
     before = _click(client, offer, partner)
-    assert clickbuffer.add("e" * 24, offer.pk, partner.pk, now, {**fields, "ip": "not an ip"})
+    assert click_buffer.add("e" * 24, offer.pk, partner.pk, now, {**fields, "ip": "not an ip"})
     after = _click(client, offer, partner)
-    assert clickbuffer.flush() == 3
+    assert click_buffer.flush() == 3
     assert set(Click.objects.values_list("clickid", flat=True)) == {before, after}
-    assert clickbuffer.pending() == 0
-    stream = clickbuffer._stream()
-    ((_, rejected),) = stream.client.xrange(clickbuffer.REJECTED_KEY)
+    assert click_buffer.pending() == 0
+    stream = click_buffer._stream()
+    ((_, rejected),) = stream.client.xrange(click_buffer.REJECTED_KEY)
     assert json.loads(rejected[b"c"])[0] == "e" * 24
     assert b"inet" in rejected[b"error"]
 
@@ -206,22 +207,24 @@ def test_the_beat_flushes_a_bounded_amount_a_waiting_flush_everything(
     offer, partner, transactional_db
 ):
     now = timezone.now()
-    fields = {**dict.fromkeys(clickbuffer.FIELDS, ""), "ip": None}
-    count = 2 * clickbuffer.FLUSH_BATCH + 5
+    fields = {**dict.fromkeys(click_buffer.FIELDS, ""), "ip": None}
+    count = 2 * click_buffer.FLUSH_BATCH + 5
     for i in range(count):
-        assert clickbuffer.add(f"{i:024x}", offer.pk, partner.pk, now, fields)
-    assert clickbuffer.flush(wait=False, limit=clickbuffer.FLUSH_BATCH) == clickbuffer.FLUSH_BATCH
-    assert clickbuffer.pending() == count - clickbuffer.FLUSH_BATCH
+        assert click_buffer.add(f"{i:024x}", offer.pk, partner.pk, now, fields)
+    assert (
+        click_buffer.flush(wait=False, limit=click_buffer.FLUSH_BATCH) == click_buffer.FLUSH_BATCH
+    )
+    assert click_buffer.pending() == count - click_buffer.FLUSH_BATCH
     # A postback waiting for its click: everything appended so far, whatever the limit.
-    assert clickbuffer.flush(limit=1) == count - clickbuffer.FLUSH_BATCH
+    assert click_buffer.flush(limit=1) == count - click_buffer.FLUSH_BATCH
     assert Click.objects.count() == count
-    assert clickbuffer.pending() == 0
+    assert click_buffer.pending() == 0
 
 
 def test_without_redis_a_click_is_stored_in_its_request(client, offer, partner, db, monkeypatch):
     # A client for a port nothing listens on: Redis is down.
     dead = redis.Redis(port=1, socket_connect_timeout=0.2, socket_timeout=0.2)
-    monkeypatch.setattr(clickbuffer._stream(), "_kept", KeptConnection(dead))
+    monkeypatch.setattr(click_buffer._stream(), "_kept", KeptConnection(dead))
     first = _click(client, offer, partner)
     assert list(Click.objects.values_list("clickid", flat=True)) == [first]
     # Redis is back, but for a moment the clicks do not try it again: while it
@@ -229,14 +232,14 @@ def test_without_redis_a_click_is_stored_in_its_request(client, offer, partner, 
     monkeypatch.undo()
     second = _click(client, offer, partner)
     assert set(Click.objects.values_list("clickid", flat=True)) == {first, second}
-    assert clickbuffer.pending() == 0
-    clickbuffer._blocked_until = 0.0  # the moment has passed
+    assert click_buffer.pending() == 0
+    click_buffer._blocked_until = 0.0  # the moment has passed
     _click(client, offer, partner)
-    assert clickbuffer.pending() == 1
+    assert click_buffer.pending() == 1
 
 
 def test_a_connection_redis_dropped_is_replaced_in_the_same_click(client, offer, partner, db):
-    stream = clickbuffer._stream()
+    stream = click_buffer._stream()
     first = _click(client, offer, partner)
     # Redis closes the click path's kept connection (a restart, an idle timeout).
     conn = stream._kept._local.conn
@@ -244,10 +247,10 @@ def test_a_connection_redis_dropped_is_replaced_in_the_same_click(client, offer,
     stream.client.execute_command("CLIENT", "KILL", "ID", conn.read_response())
     second = _click(client, offer, partner)
     # The click was appended on a new connection: buffered, no fallback, no backoff.
-    assert clickbuffer._blocked_until == 0.0
+    assert click_buffer._blocked_until == 0.0
     assert not Click.objects.exists()
     assert len(_stream_ids()) == 2
-    assert clickbuffer.flush() == 2
+    assert click_buffer.flush() == 2
     assert set(Click.objects.values_list("clickid", flat=True)) == {first, second}
 
 
@@ -259,7 +262,7 @@ def test_while_the_database_is_away_clicks_on_known_offers_are_still_taken(
     time_machine.shift(settings.CLICK_TARGET_TTL + 1)  # the remembered answer is old
     with _database_away():
         second = _click(client, offer, partner)
-    assert clickbuffer.flush() == 2
+    assert click_buffer.flush() == 2
     assert set(Click.objects.values_list("clickid", flat=True)) == {first, second}
 
 
@@ -271,7 +274,7 @@ def test_a_remembered_answer_older_than_the_stale_limit_is_not_used(
     time_machine.shift(settings.CLICK_TARGET_STALE_MAX + 1)
     with _database_away(), pytest.raises(OperationalError):
         client.get("/click", {"offer_id": offer.pk, "pid": partner.pk})
-    assert clickbuffer.pending() == 1
+    assert click_buffer.pending() == 1
 
 
 def test_a_postback_for_a_click_still_in_the_buffer_is_accepted(client, process, offer, partner):

@@ -3,9 +3,9 @@
 import pytest
 from django.db import connection
 
-from conversions import dispatch, pipeline
-from conversions.checks import CHECKS
 from conversions.models import Conversion, Postback
+from conversions.processing import dispatch, settlement
+from conversions.processing.checks import CHECKS
 from offers.models import Goal
 
 from ..conftest import run_concurrently
@@ -17,8 +17,8 @@ def received(**params) -> str:
 
 def settle_now(pid: str) -> Postback:
     assert dispatch.claim_one(pid)
-    batch = pipeline.load_batch([pid])
-    pipeline.settle([check(batch) for check in CHECKS.values()], [pid])
+    batch = settlement.load_batch([pid])
+    settlement.settle([check(batch) for check in CHECKS.values()], [pid])
     return Postback.objects.get(pk=pid)
 
 
@@ -71,8 +71,8 @@ def test_one_batch_with_two_action_ids_for_one_click_makes_one_conversion(click,
         received(clickid=click.clickid),
     ]
     assert sorted(dispatch.claim(10)) == sorted(ids)
-    batch = pipeline.load_batch(ids)
-    pipeline.settle([check(batch) for check in CHECKS.values()], ids)
+    batch = settlement.load_batch(ids)
+    settlement.settle([check(batch) for check in CHECKS.values()], ids)
     assert [Postback.objects.get(pk=pid).error for pid in ids] == ["", "", "Conversion exists"]
     conv = Conversion.objects.get()
     assert (conv.status, conv.action_id) == ("approved", "A")
@@ -87,9 +87,9 @@ def test_concurrent_postbacks_with_their_own_action_ids_make_one_conversion_per_
     verdicts = {}
     for pid in ids:
         assert dispatch.claim_one(pid)
-        batch = pipeline.load_batch([pid])
+        batch = settlement.load_batch([pid])
         verdicts[pid] = [check(batch) for check in CHECKS.values()]
-    run_concurrently(10, lambda i: pipeline.settle(verdicts[ids[i]], [ids[i]]))
+    run_concurrently(10, lambda i: settlement.settle(verdicts[ids[i]], [ids[i]]))
     assert Conversion.objects.count() == 1
     errors = sorted(Postback.objects.values_list("error", flat=True))
     assert errors == [""] + ["Conversion exists"] * 9

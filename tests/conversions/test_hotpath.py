@@ -9,8 +9,8 @@ import time
 import pytest
 from django.db import connection
 
-from conversions import dispatch
 from conversions.models import Click, Postback
+from conversions.processing import dispatch
 
 from ..conftest import another_session
 
@@ -202,7 +202,7 @@ def _url_length() -> int:
 def test_a_click_statement_run_again_after_its_commit_landed_stores_one_click(
     offer, partner, transactional_db
 ):
-    from conversions import clicks, hotpath
+    from conversions.intake import clicks, statements
 
     params = {
         **clicks._STATUS_PARAMS,
@@ -218,15 +218,15 @@ def test_a_click_statement_run_again_after_its_commit_landed_stores_one_click(
         "country": "",
         **{name: "" for name in clicks.SUB_FIELDS},
     }
-    first = hotpath.fetch_one(clicks._record_sql(), params, prepare=True)
-    again = hotpath.fetch_one(clicks._record_sql(), params, prepare=True)
+    first = statements.fetch_one(clicks._record_sql(), params, prepare=True)
+    again = statements.fetch_one(clicks._record_sql(), params, prepare=True)
     assert first[0] is True and again[0] is True
     assert list(Click.objects.values_list("clickid", flat=True)) == ["ab" * 12]
 
 
 @postgres_only
 def test_a_click_inside_a_transaction_leaves_its_commit_mode_alone(offer, partner, db, settings):
-    from conversions import clicks
+    from conversions.intake import clicks
 
     settings.CLICK_SYNCHRONOUS_COMMIT = False
     fields = {"ip": None, "user_agent": "", "referrer": "", "country": ""}
@@ -253,14 +253,14 @@ def test_nul_bytes_in_a_click_are_replaced_not_refused(client, offer, partner, d
 def test_a_prepared_statement_outdated_by_another_sessions_migration_is_run_afresh(
     offer, kept_connection
 ):
-    from conversions import hotpath
+    from conversions.intake import statements
 
     sql = "SELECT url FROM offers_offer WHERE id = %(id)s"
-    assert hotpath.fetch_one(sql, {"id": offer.pk}, prepare=True) == (offer.url,)
+    assert statements.fetch_one(sql, {"id": offer.pk}, prepare=True) == (offer.url,)
     _from_another_session("ALTER TABLE offers_offer ALTER COLUMN url TYPE varchar(4002)")
     try:
         # The old plan's result type no longer holds; a new connection prepares anew.
-        assert hotpath.fetch_one(sql, {"id": offer.pk}, prepare=True) == (offer.url,)
+        assert statements.fetch_one(sql, {"id": offer.pk}, prepare=True) == (offer.url,)
     finally:
         _from_another_session(
             f"ALTER TABLE offers_offer ALTER COLUMN url TYPE varchar({_url_length()})"

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from conversions import pipeline, spool
+from conversions.intake import spool
 from conversions.models import Conversion, Postback
+from conversions.processing import settlement
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +26,7 @@ def accept(client, path: str = "/postback", data=None, *, method: str = "get", *
 
 def processed(row: Postback) -> Postback:
     """The same checks and callback as the worker's, run here."""
-    pipeline.process_inline(row.pk)
+    settlement.process_inline(row.pk)
     row.refresh_from_db()
     return row
 

@@ -4,8 +4,9 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from conversions import dispatch, spool
+from conversions.intake import spool
 from conversions.models import Conversion, Postback, new_postback_id
+from conversions.processing import dispatch
 
 from ..conftest import run_concurrently, wait_for, wait_settled
 

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from conversions import pipeline
 from conversions.models import Postback
+from conversions.processing import settlement
 from offers.models import Goal, Payout
 
 pytestmark = pytest.mark.django_db
@@ -206,7 +206,7 @@ def test_any_postback_is_answered_without_a_5xx_and_settles_if_accepted(
             return
         postback_id = response.json()["id"]
         assert Postback.objects.filter(pk=postback_id).exists()
-        pipeline.process_inline(postback_id)
+        settlement.process_inline(postback_id)
         row = Postback.objects.get(pk=postback_id)
         assert row.state in OUTCOMES, (row.state, row.error, row.params)
 

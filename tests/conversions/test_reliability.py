@@ -7,9 +7,10 @@ from django.db import connection
 from django.utils import timezone
 
 from affise_proj.celery import app
-from conversions import dispatch, pipeline, spool
-from conversions.checks import CHECKS
+from conversions.intake import spool
 from conversions.models import Conversion, Postback
+from conversions.processing import dispatch, settlement
+from conversions.processing.checks import CHECKS
 from offers.models import Cap, CapCounter
 
 from ..conftest import run_concurrently, wait_settled
@@ -22,7 +23,7 @@ def received(**params) -> str:
 
 
 def checked(ids: list[str]) -> list[dict]:
-    batch = pipeline.load_batch(ids)
+    batch = settlement.load_batch(ids)
     return [check(batch) for check in CHECKS.values()]
 
 
@@ -33,7 +34,7 @@ def test_fifty_concurrent_postbacks_never_overspend_a_cap_of_ten(make_click, off
         assert dispatch.claim_one(pid)
     # Checks first (they all see an empty cap), then 50 callbacks racing.
     verdicts = {pid: checked([pid]) for pid in ids}
-    run_concurrently(50, lambda i: pipeline.settle(verdicts[ids[i]], [ids[i]]))
+    run_concurrently(50, lambda i: settlement.settle(verdicts[ids[i]], [ids[i]]))
     statuses = list(Conversion.objects.values_list("status", flat=True))
     assert len(statuses) == 50
     assert statuses.count("approved") == 10
@@ -45,7 +46,7 @@ def test_same_postback_settled_twice_at_once_yields_one_conversion(click):
     pid = received(clickid=click.clickid)
     dispatch.claim_one(pid)
     results = checked([pid])
-    outcomes = run_concurrently(8, lambda i: pipeline.settle(results, [pid]))
+    outcomes = run_concurrently(8, lambda i: settlement.settle(results, [pid]))
     assert sorted(o[pid] for o in outcomes) == ["accepted"] + ["skipped"] * 7
     assert Conversion.objects.count() == 1
 
@@ -55,7 +56,7 @@ def test_different_postbacks_for_one_click_at_once_yield_one_conversion(click):
     for pid in ids:
         dispatch.claim_one(pid)
     verdicts = {pid: checked([pid]) for pid in ids}
-    run_concurrently(10, lambda i: pipeline.settle(verdicts[ids[i]], [ids[i]]))
+    run_concurrently(10, lambda i: settlement.settle(verdicts[ids[i]], [ids[i]]))
     assert Conversion.objects.count() == 1
     errors = sorted(Postback.objects.values_list("error", flat=True))
     assert errors == [""] + ["Conversion exists"] * 9
@@ -71,7 +72,7 @@ def test_running_the_callback_twice_changes_nothing(worker, send, click, partner
         list(Conversion.objects.values()),
         row.conversion.deliveries.count(),
     )
-    pipeline.settle(checked([row.id]), [row.id])
+    settlement.settle(checked([row.id]), [row.id])
     after = (
         list(Postback.objects.values()),
         list(Conversion.objects.values()),
@@ -168,11 +169,11 @@ def test_failed_batch_goes_back_for_a_retry_then_fails_for_good(click, settings)
     settings.POSTBACK_MAX_ATTEMPTS = 2
     pid = received(clickid=click.clickid)
     dispatch.claim_one(pid)
-    pipeline.record_failure([pid], "OperationalError: server closed the connection")
+    settlement.record_failure([pid], "OperationalError: server closed the connection")
     row = Postback.objects.get(pk=pid)
     assert (row.state, row.attempts) == ("received", 1)
     dispatch.claim_one(pid)
-    pipeline.record_failure([pid], "OperationalError: server closed the connection")
+    settlement.record_failure([pid], "OperationalError: server closed the connection")
     row = Postback.objects.get(pk=pid)
     assert (row.state, row.error) == ("failed", "OperationalError: server closed the connection")
 

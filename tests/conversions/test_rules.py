@@ -7,8 +7,8 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from conversions import services
 from conversions.models import Conversion
+from conversions.processing import statuses
 from offers.models import Cap, Goal, Payout
 from partners.models import Partner
 
@@ -339,9 +339,9 @@ def test_hold_period_holds_then_approves_automatically(process, click, offer):
     assert conv.status == "hold"
     assert conv.hold_until == conv.created_at + timedelta(hours=48)
     with time_machine.travel(conv.hold_until - timedelta(minutes=1)):
-        assert services.approve_holds() == 0
+        assert statuses.approve_holds() == 0
     with time_machine.travel(conv.hold_until + timedelta(minutes=1)):
-        assert services.approve_holds() == 1
+        assert statuses.approve_holds() == 1
     conv.refresh_from_db()
     assert (conv.status, conv.hold_until, conv.version) == ("approved", None, 2)
 

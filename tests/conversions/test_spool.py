@@ -8,8 +8,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from conversions import pipeline, spool
+from conversions.intake import spool
 from conversions.models import Postback, new_postback_id
+from conversions.processing import settlement
 
 from .test_reliability import database_down
 
@@ -166,7 +167,7 @@ def test_a_refusal_that_is_not_a_lost_connection_stores_the_postback_without_cop
     row = Postback.objects.get(pk=response.json()["id"])
     assert (row.clickid, row.action_id) == ("", "")
     assert row.params == {"clickid": "refused", "action_id": "X-1"}
-    pipeline.process_inline(row.pk)
+    settlement.process_inline(row.pk)
     row.refresh_from_db()
     assert (row.state, row.error) == ("rejected", "Click_id: invalid format")
 

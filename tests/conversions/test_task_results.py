@@ -4,7 +4,7 @@ from django_celery_results.models import TaskResult
 
 from affise_proj.celery import app
 from affise_proj.results import RedisRecordingBackend
-from conversions.tasks import settle
+from conversions.processing.tasks import settle
 
 from ..conftest import wait_for, wait_settled
 

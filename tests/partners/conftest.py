@@ -5,8 +5,8 @@ from decimal import Decimal
 import pytest
 from django.db import transaction
 
+from conversions.delivery.deliveries import fire
 from conversions.models import Conversion, PostbackDelivery
-from partners.delivery import fire
 from partners.models import PartnerPostback
 
 

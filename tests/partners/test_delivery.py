@@ -12,10 +12,10 @@ import pytest
 from django.utils import timezone
 from werkzeug import Response
 
+from conversions.delivery import tracker_call
+from conversions.delivery.tasks import deliver
 from conversions.models import PostbackDelivery
-from partners import outbound
 from partners.models import PartnerPostback
-from partners.tasks import deliver
 
 from .conftest import deliveries
 
@@ -246,8 +246,8 @@ def test_non_public_addresses_are_refused(
 )
 def test_ipv6_addresses_embedding_a_non_public_ipv4_are_refused(address):
     # Checked without a call: an address that slipped through would be dialled.
-    with pytest.raises(outbound.Refused, match="non-public address"):
-        outbound.resolve(address, 80, allow_private=False)
+    with pytest.raises(tracker_call.Refused, match="non-public address"):
+        tracker_call.resolve(address, 80, allow_private=False)
 
 
 def test_an_allowed_target_passes_the_guard_on_its_port_only(
@@ -263,8 +263,8 @@ def test_an_allowed_target_passes_the_guard_on_its_port_only(
 
     allowed = settings.PARTNER_POSTBACK_ALLOWED_TARGETS
     for host, port in (("127.0.0.1", httpserver.port + 1), ("127.0.0.2", httpserver.port)):
-        with pytest.raises(outbound.Refused, match="non-public address"):
-            outbound.resolve(host, port, allow_private=False, allowed_targets=allowed)
+        with pytest.raises(tracker_call.Refused, match="non-public address"):
+            tracker_call.resolve(host, port, allow_private=False, allowed_targets=allowed)
 
 
 def test_unresolvable_host_is_retried(make_postback, make_conversion, settings):
@@ -358,7 +358,7 @@ def test_delivery_of_a_postback_disabled_meanwhile_is_not_sent(
 
 
 def test_a_row_lost_mid_call_is_closed_without_a_resend(make_postback, make_conversion):
-    from partners.delivery import close_interrupted
+    from conversions.delivery.deliveries import close_interrupted
 
     make_postback()
     (row,) = deliveries(conversion=make_conversion())
@@ -376,7 +376,7 @@ def test_a_row_lost_mid_call_is_closed_without_a_resend(make_postback, make_conv
 def test_a_retry_failing_after_a_resend_leaves_the_event_to_the_resend(
     httpserver, make_postback, make_conversion
 ):
-    from partners.delivery import resend
+    from conversions.delivery.deliveries import resend
 
     httpserver.expect_request("/pb").respond_with_data("", status=500)
     make_postback()

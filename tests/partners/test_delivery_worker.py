@@ -6,10 +6,10 @@ import time_machine
 from django.utils import timezone
 from werkzeug import Response
 
+from conversions.delivery.deliveries import resend_conversion
+from conversions.delivery.tasks import deliver, retry_due_deliveries
 from conversions.models import Conversion, PostbackDelivery
-from conversions.services import change_status_by_manager
-from partners.delivery import resend_conversion
-from partners.tasks import deliver, retry_due_deliveries
+from conversions.processing.statuses import change_status_by_manager
 
 from ..conftest import wait_for, wait_settled
 from .conftest import deliveries

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from conversions.models import Conversion
-from conversions.services import set_status
+from conversions.processing.statuses import set_status
 from offers.models import Goal
 from partners.models import PartnerPostback
 
@@ -131,7 +131,7 @@ def test_disabled_postbacks_and_other_partners_postbacks_do_not_fire(
 
 
 def test_firing_one_event_twice_records_it_once(make_postback, make_conversion):
-    from partners.delivery import fire
+    from conversions.delivery.deliveries import fire
 
     make_postback()
     conversion = make_conversion()

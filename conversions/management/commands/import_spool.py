@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from conversions import spool
+from conversions.intake import spool
 
 
 class Command(BaseCommand):

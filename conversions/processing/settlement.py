@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from conversions.intake.addresses import valid_ip
+from conversions.models import Conversion, Postback
 from offers.models import Cap, lock_caps_of
 
 from . import caps
@@ -20,9 +22,7 @@ from .checks import (
     conversions_by_key,
     keys_of,
 )
-from .models import Conversion, Postback
-from .netutil import valid_ip
-from .services import CAP_REACHED, hold_or_approved, set_status
+from .statuses import CAP_REACHED, hold_or_approved, set_status
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class _BatchContext:
     the conversions its postbacks speak of (locked), kept current as it goes."""
 
     def __init__(self, batch: list[dict], by_check: dict, rows: dict, *, bulk: bool) -> None:
-        from partners.delivery import enabled_postbacks
+        from conversions.delivery.deliveries import enabled_postbacks
 
         # bulk: new conversions wait in ``pending`` and are inserted together.
         self.bulk = bulk
@@ -219,7 +219,7 @@ class _BatchContext:
             self.fire(conversion)
 
     def fire(self, conversion: Conversion) -> None:
-        from partners.delivery import fire
+        from conversions.delivery.deliveries import fire
 
         fire(conversion, self.partner_postbacks.get(conversion.partner_id, []))
 

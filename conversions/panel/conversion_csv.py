@@ -20,13 +20,7 @@ from django.core.exceptions import ValidationError
 from import_export import fields, resources, widgets
 from import_export.formats.base_formats import CSV
 
-from offers.models import Goal, Offer, Payout
-from partners.models import Partner
-
-from . import caps
-from .checks import CLICK_NOT_FOUND, amounts, select_payout
-from .models import Click, Conversion
-from .params import (
+from conversions.intake.params import (
     CLICKID_RE,
     INVALID_CLICKID,
     INVALID_STATUS,
@@ -34,7 +28,12 @@ from .params import (
     STATUS_CODES,
     parse_sum,
 )
-from .services import MANAGER_DECLINE_REASON
+from conversions.models import Click, Conversion
+from conversions.processing import caps
+from conversions.processing.checks import CLICK_NOT_FOUND, amounts, select_payout
+from conversions.processing.statuses import MANAGER_DECLINE_REASON
+from offers.models import Goal, Offer, Payout
+from partners.models import Partner
 
 S = Conversion.Status
 IMPORT_STATUSES = (S.APPROVED, S.PENDING, S.DECLINED)
@@ -207,7 +206,7 @@ class ConversionResource(resources.ModelResource):
             conversion.reason = MANAGER_DECLINE_REASON
 
     def after_save_instance(self, instance, row, **kwargs):
-        from partners.delivery import fire
+        from conversions.delivery.deliveries import fire
 
         if kwargs.get("dry_run"):
             return

@@ -4,7 +4,7 @@ Clicks are the hottest path of a network. With the click buffer on (the
 default with PostgreSQL and Redis) the request asks the database nothing in
 the common case: the offer's answer for the partner is reused for
 CLICK_TARGET_TTL seconds, and the click goes to Redis (conversions/
-clickbuffer.py). Without it, on PostgreSQL the lookup and the insert are one
+click_buffer.py). Without it, on PostgreSQL the lookup and the insert are one
 statement (one round trip, one implicit commit); elsewhere two, through the
 ORM. Either way the rule of whether an offer runs for a partner is the same:
 active offer, active partner, public or granted access.
@@ -18,11 +18,11 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from conversions.models import SUB_FIELDS, Click, new_clickid
 from offers.models import Offer
 from partners.models import OfferAccess, Partner
 
-from . import clickbuffer, hotpath
-from .models import SUB_FIELDS, Click, new_clickid
+from . import click_buffer, statements
 
 _COLUMNS = ("clickid", "offer_id", "partner_id", *SUB_FIELDS)
 _COLUMNS += ("ip", "user_agent", "referrer", "country", "created_at")
@@ -55,10 +55,10 @@ def _target_sql() -> str:
 
 @functools.cache
 def _record_sql() -> str:
-    values = hotpath.placeholders(_COLUMNS)
+    values = statements.placeholders(_COLUMNS)
     # The click is inserted when the offer may run. ON CONFLICT: the clickid is
     # new and random, so a conflict can only be this statement's own retry
-    # after its commit had landed (hotpath.fetch_one); the click is stored.
+    # after its commit had landed (statements.fetch_one); the click is stored.
     # The data-modifying CTE runs whether or not the outer query reads it.
     return (
         f"WITH target AS ({_target_sql()}),"
@@ -102,7 +102,7 @@ def target(offer_id: int, pid: int) -> Target | None:
 
         params.update(offer_id=Int8(offer_id), pid=Int8(pid))
     try:
-        row = hotpath.fetch_one(_target_sql(), params, prepare=connection.vendor == "postgresql")
+        row = statements.fetch_one(_target_sql(), params, prepare=connection.vendor == "postgresql")
     except DatabaseError:
         if known is None or not 0 <= now - known[1] < settings.CLICK_TARGET_STALE_MAX:
             raise
@@ -127,11 +127,11 @@ def record(offer_id: int, pid: int, **fields) -> tuple[Target | None, str | None
     if connection.vendor != "postgresql":
         return _record_in_two_steps(params, fields)
     clickid = new_clickid()
-    if clickbuffer.enabled():
+    if click_buffer.enabled():
         found = target(offer_id, pid)
         if found is None or not found.may_run:
             return found, None
-        if clickbuffer.add(clickid, offer_id, pid, timezone.now(), fields):
+        if click_buffer.add(clickid, offer_id, pid, timezone.now(), fields):
             return found, clickid
         # Redis did not take it: insert it here, with the same clickid (should
         # the append have landed after all, the flush meets it and does nothing).
@@ -144,7 +144,7 @@ def _record_in_one_statement(
     from psycopg.types.numeric import Int8
 
     offer_id, pid = params["offer_id"], params["pid"]
-    row = hotpath.fetch_one(
+    row = statements.fetch_one(
         _record_sql(),
         {
             **params,
@@ -169,7 +169,7 @@ def _record_in_one_statement(
 
 
 def _record_in_two_steps(params: dict, fields: dict) -> tuple[Target | None, str | None]:
-    row = hotpath.fetch_one(_target_sql(), params)
+    row = statements.fetch_one(_target_sql(), params)
     if row is None:
         return None, None
     found = Target(row[1], row[2], bool(row[0]))

@@ -16,8 +16,9 @@ from functools import cache
 
 from django.db import models
 
-from .models import Conversion, Postback
-from .netutil import valid_ip
+from conversions.models import Conversion, Postback
+
+from .addresses import valid_ip
 
 MISSING_CLICKID = "Missing mandatory parameter clickid"
 INVALID_CLICKID = "Click_id: invalid format"

@@ -16,9 +16,10 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from . import spool
+from conversions.intake import spool
+from conversions.models import Conversion, Postback, PostbackDelivery
+
 from .admin import STATUS_COLOURS
-from .models import Conversion, Postback, PostbackDelivery
 
 S = Conversion.Status
 DAYS = 30

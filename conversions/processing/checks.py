@@ -17,13 +17,14 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from conversions.intake import click_buffer, params
+from conversions.intake.params import CLICKID_RE, CUSTOM_FIELDS, parse_sum
+from conversions.models import Click, Conversion
 from offers.models import Cap, CapCounter, Goal, Payout
 from offers.validators import ip_allowed
 from partners.models import Partner
 
-from . import caps, clickbuffer, params
-from .models import Click, Conversion
-from .params import CLICKID_RE, CUSTOM_FIELDS, parse_sum
+from . import caps
 
 CLICK_NOT_FOUND = "Click not found"
 
@@ -57,10 +58,10 @@ def _clicks(batch: Batch, *related: str) -> dict[str, Click]:
         return {}
     clicks = Click.objects.select_related(*related)
     found = {c.clickid: c for c in clicks.filter(clickid__in=wanted)}
-    if len(found) < len(wanted) and clickbuffer.enabled():
+    if len(found) < len(wanted) and click_buffer.enabled():
         # A click can still be in the write-behind buffer, or in another
         # check's flush: once this flush returns, it is in the table.
-        clickbuffer.flush()
+        click_buffer.flush()
         missing = wanted - found.keys()
         found.update((c.clickid, c) for c in clicks.filter(clickid__in=missing))
     return found

@@ -28,12 +28,11 @@ from django.utils import timezone
 
 from offers.macros import fill
 
-from . import outbound
+from . import tracker_call
 
 if TYPE_CHECKING:
     from conversions.models import Conversion, PostbackDelivery
-
-    from .models import PartnerPostback
+    from partners.models import PartnerPostback
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ NOT_SENT_DISABLED = "Not sent: the partner postback is disabled"
 
 def enabled_postbacks(partner_ids: Iterable[int]) -> dict[int, list["PartnerPostback"]]:
     """Every enabled postback of these partners, by partner: one query for a batch."""
-    from .models import PartnerPostback
+    from partners.models import PartnerPostback
 
     pool: dict[int, list[PartnerPostback]] = {pid: [] for pid in partner_ids}
     for pp in PartnerPostback.objects.select_related("goal").filter(
@@ -270,8 +269,7 @@ def _schedule_retry(row: "PostbackDelivery", now: datetime) -> None:
 def _record_failure(pp_id: int, error: str, now: datetime) -> None:
     """Count a failed attempt; disable the postback after PARTNER_POSTBACK_DISABLE_AFTER in a row."""
     from conversions.models import PostbackDelivery
-
-    from .models import PartnerPostback
+    from partners.models import PartnerPostback
 
     PartnerPostback.objects.filter(pk=pp_id).update(
         consecutive_failures=F("consecutive_failures") + 1
@@ -304,8 +302,7 @@ def attempt(delivery_id: int) -> str:
     count, and schedule the next attempt of a retryable failure.
     """
     from conversions.models import PostbackDelivery
-
-    from .models import PartnerPostback
+    from partners.models import PartnerPostback
 
     State = PostbackDelivery.State
     claimed = PostbackDelivery.objects.filter(
@@ -319,7 +316,7 @@ def attempt(delivery_id: int) -> str:
         row.save(update_fields=["state", "error"])
         return row.state
 
-    result = outbound.call(
+    result = tracker_call.call(
         row.method,
         row.url,
         timeout=settings.PARTNER_POSTBACK_TIMEOUT,

@@ -17,11 +17,12 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
+from conversions.models import SUB_FIELDS, Postback, new_postback_id
+from conversions.processing import dispatch
 from offers.macros import fill
 
-from . import clicks, dispatch, hotpath, spool
-from .models import SUB_FIELDS, Postback, new_postback_id
-from .netutil import client_ip
+from . import clicks, spool, statements
+from .addresses import client_ip
 from .params import postback_columns
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ def postback(request: HttpRequest) -> HttpResponse:
             )
 
     if settings.POSTBACK_PROCESSING == "sync":
-        from .pipeline import process_inline
+        from conversions.processing.settlement import process_inline
 
         state, error = process_inline(row.id)
         if state == Postback.State.ACCEPTED:
@@ -197,10 +198,10 @@ _POSTBACK_COLUMNS = (
 @functools.cache
 def _insert_postback_sql() -> str:
     # The id is new and random: a conflict can only be this statement's own
-    # retry after its commit had landed (see hotpath.fetch_one).
+    # retry after its commit had landed (see statements.fetch_one).
     return (
         f"INSERT INTO {Postback._meta.db_table} ({', '.join(_POSTBACK_COLUMNS)})"
-        f" VALUES ({hotpath.placeholders(_POSTBACK_COLUMNS)}) ON CONFLICT (id) DO NOTHING"
+        f" VALUES ({statements.placeholders(_POSTBACK_COLUMNS)}) ON CONFLICT (id) DO NOTHING"
     )
 
 
@@ -213,7 +214,7 @@ def _store(row: Postback) -> None:
 
     params = {name: getattr(row, name) for name in _POSTBACK_COLUMNS}
     params["params"] = Jsonb(row.params)
-    hotpath.fetch_one(_insert_postback_sql(), params, prepare=True)
+    statements.fetch_one(_insert_postback_sql(), params, prepare=True)
 
 
 def _store_plain(row: Postback) -> bool:

@@ -2,7 +2,7 @@
 
 Arguments are postback ids. Infrastructure errors (the database going away)
 are retried a bounded number of times; after that the batch is handed to
-:func:`pipeline.record_failure`, which retries it through the sweeper or
+:func:`settlement.record_failure`, which retries it through the sweeper or
 marks it failed once it has used POSTBACK_MAX_ATTEMPTS.
 """
 
@@ -12,7 +12,9 @@ from celery import shared_task
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from . import caps, clickbuffer, dispatch, pipeline, services
+from conversions.intake import click_buffer
+
+from . import caps, dispatch, settlement, statuses
 from .checks import CHECKS
 
 RETRIES = 3
@@ -24,7 +26,7 @@ def _retry_or_give_up(task, ids: list[str], exc: Exception):
         raise task.retry(exc=exc, countdown=min(2**task.request.retries, 10))
     # If the database is still away, the sweeper finds the batch as stale.
     with contextlib.suppress(DatabaseError):
-        pipeline.record_failure(ids, f"{exc.__class__.__name__}: {exc}")
+        settlement.record_failure(ids, f"{exc.__class__.__name__}: {exc}")
     raise exc
 
 
@@ -34,7 +36,7 @@ def _check_task(name: str):
     @shared_task(bind=True, name=f"conversions.tasks.check_{name}", max_retries=RETRIES)
     def task(self, ids: list[str]) -> dict:
         try:
-            return check(pipeline.load_batch(ids))
+            return check(settlement.load_batch(ids))
         except Exception as exc:
             _retry_or_give_up(self, ids, exc)
 
@@ -49,7 +51,7 @@ CHECK_TASKS = [_check_task(name) for name in CHECKS]
 def settle(self, results: list[dict], ids: list[str]) -> dict:
     """Chord callback: create or update conversions and mark the postbacks."""
     try:
-        outcome = pipeline.settle(results, ids)
+        outcome = settlement.settle(results, ids)
     except Exception as exc:
         _retry_or_give_up(self, ids, exc)
     # Later postbacks of this batch's clicks were held while it ran: send them now.
@@ -67,13 +69,13 @@ def dispatch_received() -> int:
 @shared_task(name="conversions.tasks.sweep")
 def sweep() -> dict:
     result = dispatch.sweep()
-    result["approved_holds"] = services.approve_holds()
+    result["approved_holds"] = statuses.approve_holds()
     return result
 
 
 @shared_task(name="conversions.tasks.approve_holds")
 def approve_holds() -> int:
-    return services.approve_holds()
+    return statuses.approve_holds()
 
 
 @shared_task(name="conversions.tasks.reconcile_caps")
@@ -85,4 +87,4 @@ def reconcile_caps() -> int:
 @shared_task(name="conversions.tasks.flush_clicks", ignore_result=True)
 def flush_clicks() -> int:
     """Beat: move buffered clicks into the table (skipped while another flush runs)."""
-    return clickbuffer.flush(wait=False)
+    return click_buffer.flush(wait=False)

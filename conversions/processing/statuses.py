@@ -6,8 +6,9 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from conversions.models import Conversion
+
 from . import caps
-from .models import Conversion
 
 S = Conversion.Status
 MANAGER_DECLINE_REASON = "Rejected by a manager"
@@ -54,7 +55,7 @@ def set_status(
     before the row is written. A change of status is a new event: partner
     postbacks fire. ``offer_caps``: the offer's caps, when read already.
     """
-    from partners.delivery import fire
+    from conversions.delivery.deliveries import fire
 
     before = (conversion.status, conversion.payout)
     payout = price[2] if price else conversion.payout

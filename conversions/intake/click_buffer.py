@@ -5,7 +5,7 @@ a database round trip. With CLICK_BUFFER on (PostgreSQL and Redis), the click
 view appends the whole row to a Redis stream (one XADD) and the worker moves
 the stream into the table in batches of up to FLUSH_BATCH rows: every
 CLICK_FLUSH_INTERVAL through the beat, and at once when a postback names a
-clickid the table does not have yet (conversions/checks.py).
+clickid the table does not have yet (conversions/processing/checks.py).
 
 Nothing is lost or doubled between the two:
 
@@ -39,8 +39,9 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 from redis.exceptions import RedisError
 
-from .models import SUB_FIELDS, Click
-from .redisconn import KeptConnection
+from conversions.models import SUB_FIELDS, Click
+
+from .redis_connection import KeptConnection
 
 log = logging.getLogger(__name__)
 

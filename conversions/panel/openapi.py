@@ -8,8 +8,8 @@ the same names the views read (SUB_FIELDS, CUSTOM_FIELDS).
 
 from django.conf import settings
 
-from .checks import CUSTOM_FIELDS
-from .models import SUB_FIELDS
+from conversions.models import SUB_FIELDS
+from conversions.processing.checks import CUSTOM_FIELDS
 
 TEXT = {"type": "string"}
 

@@ -29,9 +29,8 @@ from django.db.models import Count, DecimalField, F, Q, QuerySet, Subquery, Sum,
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from conversions.models import Conversion
 from offers.models import Cap, CapCounter, lock_caps_of
-
-from .models import Conversion
 
 log = logging.getLogger(__name__)
 

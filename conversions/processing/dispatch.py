@@ -21,8 +21,8 @@ from django.db.models import F
 from django.db.models.functions import Lower, Trim
 from django.utils import timezone
 
-from .models import Postback
-from .redisconn import KeptConnection
+from conversions.intake.redis_connection import KeptConnection
+from conversions.models import Postback
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class _PendingFlag:
 
     One SET NX EX in the Redis of DISPATCH_FLAG_URL (by default the Redis
     cache's, else the broker's), sent on a connection kept per thread
-    (conversions/redisconn.py): through a client's pool it cost about as much
+    (conversions/intake/redis_connection.py): through a client's pool it cost about as much
     as the rest of the accept path. Without Redis the flag cannot be shared
     between processes: ``set`` always answers True and every postback queues
     its own dispatch.
@@ -158,7 +158,7 @@ def _import_spooled() -> None:
     on its rows (same ids): this one waits for them. Any failure leaves the
     spool to the sweeper and the claim goes on.
     """
-    from . import spool
+    from conversions.intake import spool
 
     try:
         if spool.pending():
@@ -242,7 +242,7 @@ def fail_exhausted() -> int:
 
 def sweep() -> dict:
     """Find what did not finish and send it again. Run by beat every few seconds."""
-    from . import spool
+    from conversions.intake import spool
 
     imported = spool.import_spool()
     return {

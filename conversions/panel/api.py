@@ -1,7 +1,7 @@
 """REST API: clicks, postbacks, conversions and postback deliveries (DESIGN.md "HTTP endpoints").
 
 Reads for support and reporting; the only writes are a conversion's status
-(through :func:`conversions.services.change_status_by_manager`, the same path
+(through :func:`conversions.processing.statuses.change_status_by_manager`, the same path
 as the admin) and re-queueing, which go through the services too.
 """
 
@@ -14,12 +14,11 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from affise_proj.api_base import DateTimeRangeFilter, StaffModelPermissions
+from conversions.delivery import deliveries
+from conversions.intake.params import STATUS_CODES
+from conversions.models import Click, Conversion, Postback, PostbackDelivery
+from conversions.processing import dispatch, statuses
 from offers import secrecy
-from partners import delivery
-
-from . import dispatch, services
-from .models import Click, Conversion, Postback, PostbackDelivery
-from .params import STATUS_CODES
 
 CLICKID_RE = "[0-9a-f]{24}"
 REQUEUE_SLICE = 1000
@@ -325,7 +324,7 @@ class ConversionViewSet(
         responses={200: ConversionSerializer},
         description=(
             "Change a conversion's status (and reason) as a manager: the allowed "
-            "transitions are conversions.services.MANAGER_TRANSITIONS; a decline's "
+            "transitions are conversions.processing.statuses.MANAGER_TRANSITIONS; a decline's "
             'reason is "Rejected by a manager". Partner postbacks fire for the change.'
         ),
     )
@@ -341,8 +340,8 @@ class ConversionViewSet(
             conversion.save(update_fields=["reason", "updated_at"])
         else:
             try:
-                services.change_status_by_manager(conversion.pk, new_status, reason or "")
-            except services.TransitionError as exc:
+                statuses.change_status_by_manager(conversion.pk, new_status, reason or "")
+            except statuses.TransitionError as exc:
                 raise serializers.ValidationError({"status": [str(exc)]}) from None
         return Response(self.get_serializer(self.get_queryset().get(pk=conversion.pk)).data)
 
@@ -354,7 +353,7 @@ class ConversionViewSet(
     @action(detail=True, methods=["post"])
     def requeue(self, request, pk=None):
         conversion = self.get_object()
-        count = delivery.resend_conversion(conversion.pk)
+        count = deliveries.resend_conversion(conversion.pk)
         return Response({"requeued": count}, status=status.HTTP_202_ACCEPTED)
 
 

@@ -2,16 +2,16 @@
 
 from celery import shared_task
 
-from . import delivery
+from . import deliveries
 
 
 @shared_task(name="partners.tasks.deliver", ignore_result=True)
 def deliver(delivery_id: int) -> str:
     """Send one PostbackDelivery row; a second run of the same row sends nothing."""
-    return delivery.attempt(delivery_id)
+    return deliveries.attempt(delivery_id)
 
 
 @shared_task(name="partners.tasks.retry_due_deliveries", ignore_result=True)
 def retry_due_deliveries() -> int:
     """Beat, every 15 s: publish pending deliveries that are due."""
-    return delivery.publish_due()
+    return deliveries.publish_due()

@@ -24,7 +24,8 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from .models import Postback
+from conversions.models import Postback
+
 from .params import postback_columns
 
 log = logging.getLogger(__name__)

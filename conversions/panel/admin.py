@@ -16,14 +16,14 @@ from django.utils.html import format_html
 from import_export.admin import ImportExportMixin
 from import_export.results import RowResult
 
+from conversions.models import Click, Conversion, Postback, PostbackDelivery
+from conversions.processing import dispatch, statuses
+from conversions.processing.checks import CLICKID_RE
 from offers import secrecy
 from offers.models import Goal
 
-from . import dispatch, services
-from .checks import CLICKID_RE
-from .listing import FastListMixin
-from .models import Click, Conversion, Postback, PostbackDelivery
-from .resources import ConversionResource, FormulaSafeCSV
+from .changelist import FastListMixin
+from .conversion_csv import ConversionResource, FormulaSafeCSV
 
 S = Conversion.Status
 
@@ -50,7 +50,7 @@ DECLINE_REASONS = (
     "Payments not found",
     "Declined via advertiser's postback",
     "Cap is reached",
-    services.MANAGER_DECLINE_REASON,
+    statuses.MANAGER_DECLINE_REASON,
 )
 REJECTION_ERRORS = (
     "Missing mandatory parameter clickid",
@@ -324,9 +324,9 @@ class ConversionAdmin(FastListMixin, ImportExportMixin, ReadOnlyMixin, admin.Mod
         changed, refused = 0, []
         for pk in queryset.values_list("pk", flat=True):
             try:
-                services.change_status_by_manager(pk, status)
+                statuses.change_status_by_manager(pk, status)
                 changed += 1
-            except services.TransitionError as exc:
+            except statuses.TransitionError as exc:
                 refused.append(str(exc))
         if changed:
             self.message_user(
@@ -494,7 +494,7 @@ class PostbackDeliveryAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.action(description="Resend selected deliveries", permissions=["resend"])
     def resend(self, request, queryset):
-        from partners.delivery import resend
+        from conversions.delivery.deliveries import resend
 
         count = resend(list(queryset.values_list("pk", flat=True)))
         self.message_user(
