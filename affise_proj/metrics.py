@@ -15,9 +15,14 @@ the pipeline pays one call per batch step (``batch_settled``,
 truth lives in the database, the spool folder or Redis are read at scrape
 time instead (affise_proj/monitoring.py).
 
+Each hook also writes the step's log line (INFO): "postback accepted" on the
+accept path, "postback settled" per postback of a settled batch, "partner
+postback delivered|failed" per attempt; LOG_LEVEL=WARNING leaves them out.
+
 This module imports no app: the apps import it, as they import api_base.
 """
 
+import logging
 import os
 import socket
 import time
@@ -26,6 +31,10 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, values
 from prometheus_client import multiprocess as _multiprocess
+
+# The steps counted here are also the lines that let one postback be followed
+# in a log search (affise_proj/logs.py adds the ids a request or task is about).
+log = logging.getLogger("affise.postbacks")
 
 _HOST = socket.gethostname().replace("/", "_")
 
@@ -152,9 +161,10 @@ def process_dead(pid: int) -> None:
 # --- the hooks the apps call --------------------------------------------------
 
 
-def postback_answered(method: str) -> None:
-    """The accept path answered status 1."""
+def postback_answered(method: str, *, spooled: bool = False) -> None:
+    """The accept path answered status 1 (the postback's ids are bound to the request's lines)."""
     POSTBACKS_ACCEPTED.labels("POST" if method == "POST" else "GET").inc()
+    log.info("postback accepted", extra={"spooled": spooled})
 
 
 def click_answered(recorded: bool) -> None:
@@ -184,6 +194,19 @@ def batch_settled(rows: Iterable, started: float | None = None) -> None:
         if conversion is not None and conversion.created_at == row.processed_at:
             reason = conversion.reason
             created[(conversion.status, _reason_label(reason))] += 1
+    if log.isEnabledFor(logging.INFO):
+        for row in rows:
+            conversion = getattr(row, "conversion", None)
+            log.info(
+                "postback settled",
+                extra={
+                    "postback_id": row.pk,
+                    "clickid": row.clickid,
+                    "state": row.state,
+                    "error": row.error,
+                    "conversion_id": conversion.pk if conversion is not None else None,
+                },
+            )
     for state, n in states.items():
         POSTBACKS_FINAL.labels(state).inc(n)
     for reason, n in rejected.items():
@@ -211,9 +234,22 @@ def clicks_flushed(count: int) -> None:
         CLICKS_FLUSHED.inc(count)
 
 
-def delivery_finished(state: str, partner_id: int | None) -> None:
-    """A partner postback attempt ended delivered or failed."""
-    DELIVERIES.labels(state, str(partner_id or "")).inc()
+def delivery_finished(row) -> None:
+    """A partner postback attempt (a PostbackDelivery row) ended delivered or failed."""
+    partner_id = row.partner_postback.partner_id
+    DELIVERIES.labels(row.state, str(partner_id)).inc()
+    log.info(
+        "partner postback %s",
+        row.state,
+        extra={
+            "delivery_id": row.pk,
+            "conversion_id": row.conversion_id,
+            "partner_id": partner_id,
+            "attempt": row.attempt,
+            "status_code": row.status_code,
+            "error": row.error,
+        },
+    )
 
 
 # Series that exist from the start at 0, so rates and alerts have them before the first event.

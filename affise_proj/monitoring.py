@@ -34,8 +34,8 @@ from redis.exceptions import RedisError
 
 from affise_proj import heartbeat, metrics
 from conversions.intake import click_buffer, spool
-from conversions.processing import dispatch
 from conversions.models import Postback
+from conversions.processing import dispatch
 
 WAITING = (Postback.State.RECEIVED, Postback.State.PROCESSING)
 

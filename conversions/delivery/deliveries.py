@@ -26,6 +26,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
+from affise_proj import metrics
 from offers.macros import fill
 
 from . import tracker_call
@@ -339,6 +340,7 @@ def attempt(delivery_id: int) -> str:
             if result.retry:
                 _schedule_retry(row, now)
             _record_failure(row.partner_postback_id, result.error, now)
+    metrics.delivery_finished(row)
     return row.state
 
 

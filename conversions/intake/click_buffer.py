@@ -39,6 +39,7 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 from redis.exceptions import RedisError
 
+from affise_proj import metrics
 from conversions.models import SUB_FIELDS, Click
 
 from .redis_connection import KeptConnection
@@ -137,6 +138,7 @@ def flush(*, wait: bool = True, limit: int = 100_000) -> int:
             # Deleted once the rows are committed; inside a caller's transaction
             # (tests, the synchronous mode) when that one commits.
             transaction.on_commit(lambda ids=ids: stream.client.xdel(stream.key, *ids), robust=True)
+            transaction.on_commit(functools.partial(metrics.clicks_flushed, len(ids)))
         read += len(entries)
         if len(entries) < FLUSH_BATCH or ids[-1] == end:
             break

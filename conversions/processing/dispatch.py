@@ -21,6 +21,7 @@ from django.db.models import F
 from django.db.models.functions import Lower, Trim
 from django.utils import timezone
 
+from affise_proj import metrics
 from conversions.intake.redis_connection import KeptConnection
 from conversions.models import Postback
 
@@ -231,13 +232,15 @@ def fail_exhausted() -> int:
     """Abandoned postbacks that used all their attempts become ``failed``."""
     cutoff = timezone.now() - timedelta(seconds=settings.POSTBACK_STALE_AFTER)
     attempts = settings.POSTBACK_MAX_ATTEMPTS
-    return Postback.objects.filter(
+    failed = Postback.objects.filter(
         state=Postback.State.PROCESSING, dispatched_at__lte=cutoff, attempts__gte=attempts
     ).update(
         state=Postback.State.FAILED,
         error=f"Processing did not finish after {attempts} attempts",
         processed_at=timezone.now(),
     )
+    metrics.postbacks_failed(failed)
+    return failed
 
 
 def sweep() -> dict:

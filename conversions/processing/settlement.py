@@ -2,13 +2,16 @@
 
 import contextvars
 import logging
+import time
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from affise_proj import metrics
 from conversions.intake.addresses import valid_ip
 from conversions.models import Conversion, Postback
 from offers.models import Cap, lock_caps_of
@@ -72,6 +75,7 @@ def settle(results: list[dict], ids: list[str]) -> dict[str, str]:
 
 
 def _settle_locked(batch, by_check, ids) -> dict[str, str]:
+    started = time.monotonic()
     with transaction.atomic():
         rows = _lock_rows(ids)
         try:
@@ -84,6 +88,8 @@ def _settle_locked(batch, by_check, ids) -> dict[str, str]:
             rows = _lock_rows(ids)
             outcome = _settle_all(batch, by_check, rows, bulk=False)
         _write_outcomes(rows.values())
+        # Counted once committed: a batch rolled back and retried counts once.
+        transaction.on_commit(partial(metrics.batch_settled, list(rows.values()), started))
     return outcome
 
 
@@ -362,9 +368,10 @@ def record_failure(ids: list[str], error: str) -> None:
     """A batch whose processing broke: retry it via the sweeper, or fail it for good."""
     error = error[:255]
     unfinished = Postback.objects.filter(pk__in=ids, state=Postback.State.PROCESSING)
-    unfinished.filter(attempts__gte=settings.POSTBACK_MAX_ATTEMPTS).update(
+    failed = unfinished.filter(attempts__gte=settings.POSTBACK_MAX_ATTEMPTS).update(
         state=Postback.State.FAILED, error=error, processed_at=timezone.now()
     )
+    metrics.postbacks_failed(failed)
     unfinished.update(state=Postback.State.RECEIVED, error=error)
 
 
