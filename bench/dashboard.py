@@ -12,6 +12,7 @@ README's screenshot.
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -112,8 +113,20 @@ def _format(value: float, unit: str) -> str:
     return f"{value:,.0f}" if abs(value) >= 10 else f"{value:.3g}"
 
 
-def render(prometheus: Prometheus, start: float, end: float, out: Path, title: str) -> None:
-    """Draw every panel of the dashboard over [start, end] into ``out`` (PNG)."""
+def render(
+    prometheus: Prometheus,
+    start: float,
+    end: float,
+    out: Path,
+    title: str,
+    rate_window: str | None = None,
+) -> None:
+    """Draw every panel of the dashboard over [start, end] into ``out`` (PNG).
+
+    ``rate_window`` replaces the queries' minute windows (``[1m]``, ``[5m]``,
+    ``[10m]``) for a run shorter than them, where a rate over a window longer
+    than the data only ramps up.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,7 +161,10 @@ def render(prometheus: Prometheus, start: float, end: float, out: Path, title: s
         unit = defaults.get("unit", "short")
         series = []
         for target in panel["targets"]:
-            for result in prometheus.query_range(target["expr"], start, end, step):
+            expr = target["expr"]
+            if rate_window:
+                expr = re.sub(r"\[\d+m\]", f"[{rate_window}]", expr)
+            for result in prometheus.query_range(expr, start, end, step):
                 points = [(float(t) - start, float(v)) for t, v in result["values"]]
                 series.append((_legend(target["legendFormat"], result["metric"]), points))
         if panel["type"] == "stat":

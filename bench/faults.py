@@ -339,9 +339,22 @@ def run(plan: Plan, write_doc: Path | None, dashboard_png: Path | None = None) -
     from conversions.models import Click, Conversion, Postback
     from offers.models import CapCounter
 
+    if dashboard_png:
+        # The dashboard's partner panels need deliveries: the app's own demo
+        # receiver takes them (the guard lets that one address pass).
+        APP_ENV.update(DEMO="1", PARTNER_POSTBACK_ALLOWED_TARGETS=stack.base_url.split("//", 1)[1])
     offer = data.make_offer("Fault offer")
     capped = data.make_offer("Capped offer", cap=CAP_LIMIT)
     partner = data.make_partner()
+    if dashboard_png:
+        from partners.models import PartnerPostback
+
+        # Declined conversions only (the capped offer's, the sequences' declines):
+        # one to the receiver, delivered, one to a path it does not have, failed (404).
+        for path in ("/demo/partner-postback", "/demo/no-such-tracker"):
+            PartnerPostback.objects.create(
+                partner=partner, url=f"{stack.base_url}{path}?c={{clickid}}", statuses=["declined"]
+            )
     count = int(plan.rate * plan.seconds)
     # A click converts once per goal: every postback has a click of its own.
     clicks = data.make_clicks(offer, partner, count)
@@ -437,7 +450,9 @@ def run(plan: Plan, write_doc: Path | None, dashboard_png: Path | None = None) -
             run_started_at,
             time.time(),
             dashboard_png,
-            "make faults: worker killed, Redis and PostgreSQL restarted",
+            "make faults: worker killed, Redis and PostgreSQL restarted "
+            "(rate windows 20 s for this 90 s run)",
+            rate_window="20s",
         )
         prometheus.stop()
         log(f"dashboard drawn in {dashboard_png}")
@@ -592,6 +607,14 @@ def _write_doc(
         "`postbacks_oldest_waiting_seconds` in the 30 s after the worker was killed (must be "
         "at least 5 s and above its highest before the kill: the killed worker's batches wait "
         "for the sweeper).",
+        "",
+        (
+            "For the dashboard's partner panels, the partner has two postbacks for declined "
+            "conversions: one to the app's demo receiver (delivered), one to a path it does "
+            "not have (404, failed, not retried)."
+            if APP_ENV.get("DEMO")
+            else ""
+        ),
         "",
         "![/metrics during the run](faults-metrics.png)",
         "",
