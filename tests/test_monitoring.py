@@ -326,3 +326,78 @@ def test_parse_reads_what_render_writes(client, db):
     values = parse(client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode())
     for state in ("accepted", "rejected", "failed"):
         assert ("postbacks_final_total", (("state", state),)) in values
+
+
+def test_gunicorn_workers_counts_add_up_and_outlive_a_worker(transactional_db, tmp_path):
+    """Two gunicorn workers, one of them replaced: every answered postback stays counted."""
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from .conftest import database_url, free_port, wait_for
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = process_env(
+        tmp_path,
+        DATABASE_URL=database_url(),
+        WEB_BIND=f"127.0.0.1:{port}",
+        WEB_CONCURRENCY="2",
+        METRICS_TOKEN=TOKEN,
+    )
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    with open(tmp_path / "gunicorn.log", "wb") as out:
+        server = subprocess.Popen(
+            [gunicorn, "affise_proj.wsgi"], cwd=ROOT, env=env, stdout=out, stderr=out
+        )
+
+    def scraped() -> dict:
+        answer = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        return parse(answer.text)
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code < 500
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(lambda: server.poll() is not None or up(), 30, "gunicorn")
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(
+                pool.map(
+                    lambda i: httpx.get(f"{url}/postback?clickid={'c' * 24}&action_id=g{i}"),
+                    range(40),
+                )
+            )
+        assert all(a.json()["status"] == 1 for a in answers)
+        assert value(scraped(), "postbacks_accepted_total", method="GET") == 40
+        workers = subprocess.run(
+            ["pgrep", "-P", str(server.pid)], capture_output=True, text=True
+        ).stdout.split()
+        assert len(workers) == 2
+        os.kill(int(workers[0]), signal.SIGTERM)
+        wait_for(
+            lambda: (
+                len(
+                    subprocess.run(
+                        ["pgrep", "-P", str(server.pid)], capture_output=True, text=True
+                    ).stdout.split()
+                )
+                == 2
+                and workers[0]
+                not in subprocess.run(
+                    ["pgrep", "-P", str(server.pid)], capture_output=True, text=True
+                ).stdout.split()
+            ),
+            30,
+            "gunicorn to replace the worker",
+        )
+        # Counter files are per process (host and pid): the replaced worker's stay.
+        files = list((tmp_path / "metrics").glob("counter_*.db"))
+        assert len(files) >= 3
+        assert value(scraped(), "postbacks_accepted_total", method="GET") == 40
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
