@@ -8,6 +8,7 @@ from celery.signals import (
     task_postrun,
     task_prerun,
 )
+from django.db import close_old_connections
 
 from affise_proj import heartbeat, logs
 
@@ -26,8 +27,6 @@ def recycle_database_connections(**kwargs) -> None:
     Closes it only past CONN_MAX_AGE or once it has failed (a restarted
     database), and has the next use check it (CONN_HEALTH_CHECKS).
     """
-    from django.db import close_old_connections
-
     close_old_connections()
 
 
