@@ -10,7 +10,9 @@ from celery.signals import (
 )
 from django.db import close_old_connections
 
-from affise_proj import heartbeat, logs
+from affise_proj.heartbeat import INTERVAL as HEARTBEAT_INTERVAL
+from affise_proj.heartbeat import beat, gone
+from affise_proj.logs import celery_handlers, task_finished, task_started
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "affise_proj.settings")
 
@@ -31,10 +33,10 @@ def recycle_database_connections(**kwargs) -> None:
 
 
 # Every line a task logs carries its task id and the postbacks it works on.
-task_prerun.connect(logs.task_started, weak=False)
-task_postrun.connect(logs.task_finished, weak=False)
-after_setup_logger.connect(logs.celery_handlers, weak=False)
-after_setup_task_logger.connect(logs.celery_handlers, weak=False)
+task_prerun.connect(task_started, weak=False)
+task_postrun.connect(task_finished, weak=False)
+after_setup_logger.connect(celery_handlers, weak=False)
+after_setup_task_logger.connect(celery_handlers, weak=False)
 
 
 class Heartbeat(bootsteps.StartStopStep):
@@ -53,9 +55,9 @@ class Heartbeat(bootsteps.StartStopStep):
         hostname = worker.hostname
 
         def loop():
-            heartbeat.beat(hostname)
-            while not self.stopping.wait(heartbeat.INTERVAL):
-                heartbeat.beat(hostname)
+            beat(hostname)
+            while not self.stopping.wait(HEARTBEAT_INTERVAL):
+                beat(hostname)
 
         self.thread = threading.Thread(target=loop, name="heartbeat", daemon=True)
         self.thread.start()
@@ -64,7 +66,7 @@ class Heartbeat(bootsteps.StartStopStep):
         self.stopping.set()
         if self.thread is not None:
             self.thread.join(timeout=2)
-        heartbeat.gone(worker.hostname)
+        gone(worker.hostname)
 
 
 app.steps["worker"].add(Heartbeat)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import environ
 
+from affise_proj.sentry import init as init_sentry
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -442,14 +444,11 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
 Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 # Error reports go to Sentry only when a DSN is set (affise_proj/sentry.py).
 SENTRY_DSN = env.str("SENTRY_DSN", default="")
-if SENTRY_DSN:
-    from affise_proj.sentry import init as _init_sentry
-
-    _init_sentry(
-        SENTRY_DSN,
-        environment=env.str("SENTRY_ENVIRONMENT", default="production"),
-        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
-    )
+init_sentry(
+    SENTRY_DSN,
+    environment=env.str("SENTRY_ENVIRONMENT", default="production"),
+    traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+)
 
 # ``plain`` (default) or ``json``: one JSON object per line with the postback
 # id, clickid and Celery task id of whatever the line concerns (affise_proj/logs.py).
