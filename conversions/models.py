@@ -93,14 +93,18 @@ class PostbackQuerySet(models.QuerySet):
         """Write the outcome the callback decided (the rows are locked by it)."""
         return self.update(state=state, error=error, offer_id=offer_id, processed_at=processed_at)
 
-    def retry_or_fail(self, error: str, max_attempts: int) -> None:
-        """A batch whose processing broke: failed at ``max_attempts``, else received again."""
+    def retry_or_fail(self, error: str, max_attempts: int) -> int:
+        """A batch whose processing broke: failed at ``max_attempts``, else received again.
+
+        Returns how many were failed.
+        """
         State = self.model.State
         unfinished = self.filter(state=State.PROCESSING)
-        unfinished.filter(attempts__gte=max_attempts).update(
+        failed = unfinished.filter(attempts__gte=max_attempts).update(
             state=State.FAILED, error=error, processed_at=timezone.now()
         )
         unfinished.update(state=State.RECEIVED, error=error)
+        return failed
 
     def fail_abandoned(self, dispatched_before, max_attempts: int) -> int:
         """processing rows abandoned after ``max_attempts`` attempts -> failed."""
