@@ -704,14 +704,17 @@ def _check_manual(applied: list) -> dict:
             "conversion_id", flat=True
         )
     )
-    # Each conversion's notifying statuses since its creation, as its history has them.
-    owed = Counter(
-        pk
-        for pk, status in ConversionEvent.objects.filter(
-            pgh_obj_id__in=ids, pgh_label="update"
-        ).values_list("pgh_obj_id", "status")
-        if status in NOTIFIED
-    )
+    # Each conversion's events into a notifying status, its creation included, as its
+    # history has them: one first attempt is owed for each.
+    owed, last = Counter(), {}
+    for pk, status in (
+        ConversionEvent.objects.filter(pgh_obj_id__in=ids)
+        .order_by("pgh_id")
+        .values_list("pgh_obj_id", "status")
+    ):
+        if status in NOTIFIED and last.get(pk) != status:
+            owed[pk] += 1
+        last[pk] = status
     return {
         "manual_changes": len(applied),
         "manual_not_in_history": sum((wanted - recorded).values()),
