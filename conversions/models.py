@@ -1,6 +1,7 @@
 import secrets
 import time
 
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -85,6 +86,10 @@ class Postback(models.Model):
     )
     dispatched_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # What each check said when the postback settled (DESIGN.md "Check trail"):
+    # {"<check>": {"ok": bool, "detail": "<text>"}}, in the order they decide.
+    # A database default: the accept path inserts its own list of columns.
+    checks = models.JSONField(default=dict, db_default={}, blank=True)
 
     class Meta:
         permissions = [("requeue_postback", "Can re-queue rejected or failed postbacks")]
@@ -254,3 +259,26 @@ class PostbackDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.partner_postback_id}/{self.conversion_id} #{self.attempt} {self.state}"
+
+
+class PostbackRequeue(models.Model):
+    """An operator's re-queue of a rejected or failed postback: who, when, and what it was."""
+
+    postback = models.ForeignKey(Postback, on_delete=models.CASCADE, related_name="requeues")
+    at = models.DateTimeField(default=timezone.now)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    # The postback as it stood before the re-queue put it back to received.
+    state = models.CharField(max_length=16)
+    error = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            # The postback page and API list a postback's re-queues.
+            models.Index(fields=["postback", "at"], name="postback_requeue_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.postback_id} re-queued {self.at:%Y-%m-%d %H:%M:%S}"

@@ -63,15 +63,22 @@ def inbound(make_postback, offer, make_offer):
 
 def test_postback_list_shows_what_support_looks_for(support_client, inbound):
     page = support_client.get(URL).content.decode()
-    for text in (
-        "203.0.113.7",
-        "a" * 24,
-        "sale",
-        "Click not found",
-        "status-rejected",
-        "Other offer",
-    ):
+    headers = [
+        "column-id",
+        "column-received_at",
+        "column-clickid",
+        "column-offer_name",
+        "column-state_badge",
+        "column-error",
+    ]
+    assert [h for h in headers if h in page] == headers
+    for text in ("a" * 24, "Click not found", "status-rejected", "Other offer"):
         assert text in page
+    # The address, goal and attempts are on the postback's page.
+    assert "203.0.113.7" not in page
+    detail = support_client.get(f"{URL}{inbound['accepted'].pk}/change/").content.decode()
+    for text in ("203.0.113.7", "&quot;goal&quot;: &quot;sale&quot;", "Main offer"):
+        assert text in detail
 
 
 def test_postback_list_of_200_rows_takes_a_bounded_number_of_queries(

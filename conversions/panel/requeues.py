@@ -1,0 +1,37 @@
+"""An operator's re-queue, recorded: who put which postbacks back on the queue, and when."""
+
+from django.db import transaction
+
+from conversions.models import Postback, PostbackRequeue
+from conversions.processing import dispatch
+
+REQUEUABLE = (Postback.State.REJECTED, Postback.State.FAILED)
+
+
+def requeue(ids, user=None) -> int:
+    """Re-queue the rejected or failed postbacks among ``ids``, recording each one.
+
+    The rows are locked first, so the records name exactly the postbacks that
+    went back to ``received`` (with the state, error and attempts they had),
+    however many operators press the button at once.
+    """
+    with transaction.atomic():
+        rows = list(
+            Postback.objects.select_for_update()
+            .filter(pk__in=list(ids), state__in=REQUEUABLE)
+            .order_by("pk")
+            .values_list("pk", "state", "error", "attempts")
+        )
+        if not rows:
+            return 0
+        user = user if user is not None and user.is_authenticated else None
+        PostbackRequeue.objects.bulk_create(
+            PostbackRequeue(postback_id=pk, user=user, state=state, error=error, attempts=attempts)
+            for pk, state, error, attempts in rows
+        )
+        return dispatch.requeue([pk for pk, *_ in rows])
+
+
+def attempts_in_all(postback: Postback) -> int:
+    """Every dispatch the postback had: this round's and those before each re-queue."""
+    return postback.attempts + sum(r.attempts for r in postback.requeues.all())
