@@ -3,12 +3,39 @@
 from django.contrib import admin
 from django.urls import path
 
+# What managers use first, in the index and the sidebar: reports, then the
+# conversions app (conversions, postbacks, ...), offers, partners; accounts and
+# task results last. Apps and models not named keep Django's order in between.
+APP_ORDER = ("reports", "stats", "conversions", "offers", "partners")
+APP_LAST = ("auth", "authtoken", "axes", "django_celery_results")
+MODEL_ORDER = {
+    "conversions": ("Conversion", "Postback", "PostbackDelivery", "Click"),
+    "offers": ("Offer", "Advertiser", "Goal", "Payout", "Cap"),
+    "partners": ("Partner", "PartnerPostback", "OfferAccess"),
+}
+
+
+def _rank(order: tuple, name: str, last: tuple = ()) -> tuple:
+    if name in order:
+        return (0, order.index(name))
+    if name in last:
+        return (2, last.index(name))
+    return (1, 0)
+
 
 class OperatorAdminSite(admin.AdminSite):
     site_header = "Postback processing"
     site_title = "Postback processing"
     index_title = "Operator panel"
     index_template = "admin/operator_index.html"
+
+    def get_app_list(self, request, app_label=None):
+        apps = super().get_app_list(request, app_label)
+        for app in apps:
+            order = MODEL_ORDER.get(app["app_label"], ())
+            app["models"].sort(key=lambda model: _rank(order, model["object_name"]))
+        apps.sort(key=lambda app: _rank(APP_ORDER, app["app_label"], APP_LAST))
+        return apps
 
     def get_urls(self):
         from conversions.panel.dashboard import dashboard_view

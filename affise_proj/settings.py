@@ -162,6 +162,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Times in the panel with seconds and their zone (affise_proj/formats/).
+FORMAT_MODULE_PATH = ["affise_proj.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"

@@ -12,6 +12,7 @@ from conversions.processing import caps
 from partners.models import OfferAccess
 
 from . import secrecy
+from .forms import IPListField
 from .models import Advertiser, Cap, Goal, Offer, Payout
 
 PERIOD_WORDS = {Cap.Period.DAY: "today", Cap.Period.MONTH: "this month", Cap.Period.ALL: "in total"}
@@ -105,6 +106,19 @@ class OfferAccessInline(admin.TabularInline):
     verbose_name_plural = "partners with access (private offers)"
 
 
+class IPListMixin:
+    """allowed_ips as text, one address or network per line (the API keeps the list)."""
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "allowed_ips":
+            return db_field.formfield(form_class=IPListField, **kwargs)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    @admin.display(description="allowed IPs")
+    def allowed_ip_list(self, obj) -> str:
+        return ", ".join(obj.allowed_ips) or "any"
+
+
 class MaskedSecureMixin:
     """A user who may not change the row sees a mask where its secure code is (support)."""
 
@@ -132,8 +146,8 @@ class MaskedSecureMixin:
 
 
 @admin.register(Advertiser)
-class AdvertiserAdmin(MaskedSecureMixin, admin.ModelAdmin):
-    list_display = ("id", "name", "has_secure", "allowed_ips")
+class AdvertiserAdmin(IPListMixin, MaskedSecureMixin, admin.ModelAdmin):
+    list_display = ("id", "name", "has_secure", "allowed_ip_list")
     search_fields = ("name",)
 
     @admin.display(description="secure code", boolean=True)
@@ -146,7 +160,7 @@ URL_FIELDS = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(Offer)
-class OfferAdmin(MaskedSecureMixin, admin.ModelAdmin):
+class OfferAdmin(IPListMixin, MaskedSecureMixin, admin.ModelAdmin):
     formfield_overrides = URL_FIELDS
     list_display = (
         "id",
