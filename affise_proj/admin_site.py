@@ -39,8 +39,14 @@ class OperatorAdminSite(admin.AdminSite):
 
     def get_urls(self):
         from conversions.panel.dashboard import dashboard_view
+        from conversions.panel.tools_admin import partner_postback_test_view
 
         return [
             path("dashboard/", self.admin_view(dashboard_view), name="dashboard"),
+            path(
+                "partners/partnerpostback/<int:object_id>/test/",
+                self.admin_view(partner_postback_test_view),
+                name="partners_partnerpostback_test",
+            ),
             *super().get_urls(),
         ]

@@ -1,8 +1,10 @@
 """The REST API's router: ``/api/v1/<resource>/`` (DESIGN.md "HTTP endpoints")."""
 
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from conversions.panel import api as conversions_api
+from conversions.panel import test_tools
 from offers import api as offers_api
 from partners import api as partners_api
 
@@ -20,4 +22,13 @@ router.register("postbacks", conversions_api.PostbackViewSet)
 router.register("conversions", conversions_api.ConversionViewSet)
 router.register("postback-deliveries", conversions_api.PostbackDeliveryViewSet)
 
-urlpatterns = router.urls
+urlpatterns = [
+    # The test tools (conversions/panel/test_tools.py): actions on offers and
+    # partner postbacks that only the conversions app can run.
+    path(
+        "partner-postbacks/<int:pk>/test/",
+        test_tools.PartnerPostbackTestView.as_view(),
+        name="partnerpostback-test",
+    ),
+    *router.urls,
+]
