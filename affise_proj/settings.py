@@ -77,7 +77,8 @@ WSGI_APPLICATION = "affise_proj.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # affise_proj/templates: the panel's admin/base_site.html, ahead of the admin app's own.
+        "DIRS": [BASE_DIR / "templates", BASE_DIR / "affise_proj" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

@@ -430,7 +430,15 @@ def masked_fields(fields: tuple) -> tuple:
 class PostbackAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
     # What support scans, fitting a laptop's screen (1366 px) beside the open
     # sidebar; address, goal, attempts and conversion are on the postback's page.
-    list_display = ("id", "received_at", "clickid", "offer_name", "state_badge", "error")
+    list_display = (
+        "postback_id",
+        "received_at",
+        "clickid_text",
+        "offer_name",
+        "state_badge",
+        "error",
+    )
+    list_display_links = ("postback_id",)
     list_select_related = ("offer",)
     list_filter = ("state", ErrorFilter, "offer")
     date_hierarchy = "received_at"
@@ -465,6 +473,14 @@ class PostbackAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("requeues__user")
+
+    @admin.display(description="id", ordering="id")
+    def postback_id(self, obj: Postback) -> str:
+        return format_html('<span class="hexid">{}</span>', obj.pk)
+
+    @admin.display(description="clickid", ordering="clickid")
+    def clickid_text(self, obj: Postback) -> str:
+        return format_html('<span class="hexid">{}</span>', obj.clickid) if obj.clickid else "-"
 
     @admin.display(description="offer", ordering="offer__title")
     def offer_name(self, obj: Postback) -> str:

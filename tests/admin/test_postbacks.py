@@ -64,9 +64,9 @@ def inbound(make_postback, offer, make_offer):
 def test_postback_list_shows_what_support_looks_for(support_client, inbound):
     page = support_client.get(URL).content.decode()
     headers = [
-        "column-id",
+        "column-postback_id",
         "column-received_at",
-        "column-clickid",
+        "column-clickid_text",
         "column-offer_name",
         "column-state_badge",
         "column-error",
