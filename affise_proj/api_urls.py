@@ -26,6 +26,11 @@ urlpatterns = [
     # The test tools (conversions/panel/test_tools.py): actions on offers and
     # partner postbacks that only the conversions app can run.
     path(
+        "offers/<int:pk>/test-postback/",
+        test_tools.OfferTestPostbackView.as_view(),
+        name="offer-test-postback",
+    ),
+    path(
         "partner-postbacks/<int:pk>/test/",
         test_tools.PartnerPostbackTestView.as_view(),
         name="partnerpostback-test",

@@ -7,6 +7,7 @@ callback uses. Checks never raise for a business failure, read with one
 query per table for the whole batch, and write nothing: the callback decides.
 """
 
+import contextvars
 import hmac
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -27,6 +28,9 @@ from partners.models import Partner
 from . import caps
 
 CLICK_NOT_FOUND = "Click not found"
+# A dry run (a test postback, processing/dry_run.py) reads clicks from the table
+# only: a flush inside its rolled-back transaction would drop buffered clicks.
+TABLE_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("table_only", default=False)
 
 Batch = list[dict]
 Verdicts = dict[str, dict]
@@ -58,7 +62,7 @@ def _clicks(batch: Batch, *related: str) -> dict[str, Click]:
         return {}
     clicks = Click.objects.select_related(*related)
     found = {c.clickid: c for c in clicks.filter(clickid__in=wanted)}
-    if len(found) < len(wanted) and click_buffer.enabled():
+    if len(found) < len(wanted) and click_buffer.enabled() and not TABLE_ONLY.get():
         # A click can still be in the write-behind buffer, or in another
         # check's flush: once this flush returns, it is in the table.
         click_buffer.flush()

@@ -1,4 +1,4 @@
-"""The panel on a manager's laptop (1366×768, the sidebar as it opens), in headless Chromium.
+"""The panel on a manager's laptop (1366x768, the sidebar as it opens), in headless Chromium.
 
 Support finds a rejected postback in the list, reads its check trail, fixes
 the cause and re-queues it from its page; a manager tests a partner's
