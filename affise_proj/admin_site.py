@@ -39,10 +39,18 @@ class OperatorAdminSite(admin.AdminSite):
 
     def get_urls(self):
         from conversions.panel.dashboard import dashboard_view
-        from conversions.panel.tools_admin import partner_postback_test_view
+        from conversions.panel.tools_admin import (
+            offer_test_postback_view,
+            partner_postback_test_view,
+        )
 
         return [
             path("dashboard/", self.admin_view(dashboard_view), name="dashboard"),
+            path(
+                "offers/offer/<int:object_id>/test-postback/",
+                self.admin_view(offer_test_postback_view),
+                name="offers_offer_test_postback",
+            ),
             path(
                 "partners/partnerpostback/<int:object_id>/test/",
                 self.admin_view(partner_postback_test_view),

@@ -183,9 +183,12 @@ class OfferAdmin(IPListMixin, MaskedSecureMixin, admin.ModelAdmin):
         offer = self.get_object(request, object_id)
         if offer is not None:
             site = request.build_absolute_uri("/").rstrip("/")
+            code = shown_secure_code(offer, request.user)
             extra_context = {
                 **(extra_context or {}),
-                "postback_urls": postback_urls(offer, site, shown_secure_code(offer, request.user)),
+                "postback_urls": postback_urls(offer, site, code),
+                # The test postback form carries the code to those who may read it.
+                "test_secure": "" if code == secrecy.MASK else code,
                 "click_url": click_url(offer, site),
             }
         return super().change_view(request, object_id, form_url, extra_context)

@@ -162,3 +162,44 @@ def test_a_click_still_in_the_buffer_stays_there(support_api, offer, partner, se
     assert stream.client.xlen(stream.key) == buffered
     click_buffer.flush()
     assert Click.objects.filter(clickid=clickid).exists()
+
+
+def test_the_offer_page_sends_a_test_postback_and_shows_the_trail(
+    offer, click, partner, client, django_user_model
+):
+    from django.contrib.auth.models import Group
+
+    offer.secure = "s3cret"
+    offer.save()
+    user = django_user_model.objects.create_user("mgr", is_staff=True)
+    user.groups.add(Group.objects.get(name="Affiliate managers"))
+    client.force_login(user)
+    page = client.get(f"/admin/offers/offer/{offer.pk}/change/").content.decode()
+    action = f"/admin/offers/offer/{offer.pk}/test-postback/"
+    assert f'action="{action}"' in page
+    assert 'id="test-secure" class="vTextField" value="s3cret"' in page
+    before = snapshot()
+
+    result = client.post(
+        action, {"clickid": click.clickid, "goal": "1", "secure": "s3cret", "sum": "9"}
+    ).content.decode()
+
+    assert 'class="test-outcome">accepted<' in result
+    assert 'class="test-status">approved<' in result
+    assert snapshot() == before
+    wrong = client.post(action, {"clickid": click.clickid, "goal": "1", "secure": "no"})
+    assert 'class="test-message">Access denied<' in wrong.content.decode()
+
+
+def test_support_tests_without_seeing_the_secure_code(offer, client, django_user_model):
+    from django.contrib.auth.models import Group
+
+    offer.secure = "s3cret"
+    offer.save()
+    user = django_user_model.objects.create_user("sup", is_staff=True)
+    user.groups.add(Group.objects.get(name="Support"))
+    client.force_login(user)
+    page = client.get(f"/admin/offers/offer/{offer.pk}/change/").content.decode()
+    assert "s3cret" not in page
+    assert 'id="test-secure" class="vTextField" value=""' in page
+    assert client.get(f"/admin/offers/offer/{offer.pk}/test-postback/").status_code == 200
