@@ -203,3 +203,13 @@ def test_support_tests_without_seeing_the_secure_code(offer, client, django_user
     assert "s3cret" not in page
     assert 'id="test-secure" class="vTextField" value=""' in page
     assert client.get(f"/admin/offers/offer/{offer.pk}/test-postback/").status_code == 200
+
+
+def test_the_test_answers_the_same_trail_as_the_pipeline(support_api, offer, click, partner):
+    partner.status = "disabled"
+    partner.save()
+    body = support_api.post(url_of(offer), {"clickid": click.clickid}, format="json").json()
+    assert (body["outcome"], body["message"]) == ("declined", "Partner is disabled")
+    assert {name for name, v in body["checks"].items() if not v["ok"]} == {"partner"}
+    assert body["checks"]["partner"] == {"ok": False, "detail": "Partner is disabled"}
+    assert body["checks"]["ip"] == {"ok": True, "detail": "203.0.113.9 allowed"}

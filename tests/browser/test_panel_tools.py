@@ -175,6 +175,22 @@ def test_support_reads_the_trail_and_requeues_from_the_page(page, live_server, n
     assert page.locator(".check-trail li.check-failed").count() == 0
     assert Conversion.objects.filter(click=click).exists()
 
+    # A manager tries the advertiser's integration from the offer page: nothing is kept.
+    kept = (Postback.objects.count(), Conversion.objects.count(), Click.objects.count())
+    sent_before = len(httpserver.log)
+    page.goto(f"/admin/offers/offer/{offer.pk}/change/")
+    assert "goal=reg&secure=old-code" in page.input_value("#postback-url-2")
+    page.select_option("#test-goal", "reg")
+    page.fill("#test-sum", "20")
+    page.click("#test-postback-form input[type=submit]")
+    page.wait_for_selector("#test-postback-result")
+    assert page.inner_text(".test-outcome") == "accepted"
+    assert page.inner_text(".test-status") == "approved"
+    assert page.locator("#test-postback-result .check-trail li.check-failed").count() == 0
+    shot(page, "test-postback.png", full_page=True)
+    assert (Postback.objects.count(), Conversion.objects.count(), Click.objects.count()) == kept
+    assert len(httpserver.log) == sent_before
+
     # The partner's tracker, tested from its postback's page.
     sent_before = len(httpserver.log)
     deliveries = PostbackDelivery.objects.count()
