@@ -67,9 +67,8 @@ def _passed(name: str, verdicts: Verdicts, pb: dict, conversion: Conversion | No
         )
         return f"click {_age(max(age, timedelta(0)).total_seconds())} old"
     if name == "payout":
-        return (
-            f"goal {data.get('goal')}: revenue {data.get('revenue')}, payout {data.get('payout')}"
-        )
+        revenue, payout = _money(data.get("revenue")), _money(data.get("payout"))
+        return f"goal {data.get('goal')}: revenue {revenue}, payout {payout}"
     if name == "duplicate":
         if conversion is not None and conversion.pk and data.get("conversion") == conversion.pk:
             return f"updates pending conversion #{conversion.pk}"
