@@ -158,7 +158,7 @@ def test_support_reads_the_trail_and_requeues_from_the_page(page, live_server, n
     page.wait_for_selector(".check-trail")
     failed = page.locator(".check-trail li.check-failed")
     assert failed.count() == 1
-    assert failed.inner_text().replace("\n", " ") == "✗ secure: Access denied"
+    assert failed.inner_text() == "✗secure: Access denied"
     assert page.locator(".check-trail li.check-ok[data-check='click']").count() == 1
     assert page.locator("input[name=_save]").count() == 0
     shot(page, "postback-trail.png", full_page=True)
@@ -184,7 +184,7 @@ def test_support_reads_the_trail_and_requeues_from_the_page(page, live_server, n
     page.fill("#test-sum", "20")
     page.click("#test-postback-form input[type=submit]")
     page.wait_for_selector("#test-postback-result")
-    assert page.inner_text(".test-outcome") == "accepted"
+    assert page.inner_text(".test-outcome").lower() == "accepted"
     assert page.inner_text(".test-status") == "approved"
     assert page.locator("#test-postback-result .check-trail li.check-failed").count() == 0
     shot(page, "test-postback.png", full_page=True)
