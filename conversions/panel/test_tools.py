@@ -94,7 +94,7 @@ class OfferTestPostbackView(APIView):
             if partner is None:
                 raise serializers.ValidationError({"partner": ["No such partner."]})
         try:
-            answer = dry_run.test_postback(
+            answer = dry_run.run(
                 offer,
                 sent,
                 sender_ip=sender if sender is not None else client_ip(request),

@@ -116,7 +116,7 @@ def offer_test_postback_view(request: HttpRequest, object_id: int) -> HttpRespon
         form = TestPostbackForm(request.POST, offer=offer)
         if form.is_valid():
             try:
-                result = dry_run.test_postback(
+                result = dry_run.run(
                     offer,
                     form.sent(),
                     sender_ip=form.cleaned_data["sender_ip"] or client_ip(request),

@@ -56,7 +56,7 @@ def _sample_click(offer: Offer, partner: Partner | None, now) -> Click:
     return Click.objects.create(offer=offer, partner=partner, created_at=now - age)
 
 
-def test_postback(
+def run(
     offer: Offer, sent: dict[str, str], *, sender_ip: str | None, partner: Partner | None = None
 ) -> dict:
     """Run ``sent`` (the parameters an advertiser would send) through the pipeline, then undo it.
