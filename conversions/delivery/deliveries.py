@@ -236,8 +236,18 @@ def retry_delay(attempt: int) -> int | None:
     return delays[attempt - 1] if attempt <= len(delays) else None
 
 
-def _visibility_timeout() -> float:
-    return settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
+def countdown_for(delay: int) -> int | None:
+    """``delay`` as a Celery countdown, or None when it is beat's to publish when due.
+
+    With late acks a countdown task is held unacknowledged for its whole wait
+    and then its run (at most CELERY_TASK_TIME_LIMIT). Past BROKER_ACK_TIMEOUT
+    the broker acts on it: Redis hands it to another worker (a second call),
+    RabbitMQ closes the worker's channel (consumer_timeout). So only waits that
+    end, run included, inside that bound are countdowns.
+    """
+    if delay + settings.CELERY_TASK_TIME_LIMIT < settings.BROKER_ACK_TIMEOUT:
+        return delay
+    return None
 
 
 def _schedule_retry(row: "PostbackDelivery", now: datetime) -> None:
@@ -260,10 +270,9 @@ def _schedule_retry(row: "PostbackDelivery", now: datetime) -> None:
     except IntegrityError:
         # A concurrent resend took that attempt number: that row carries the event on.
         return
-    # A countdown lives in the broker unacknowledged; one longer than the
-    # visibility timeout would be redelivered early, so long waits are beat's.
-    if delay < _visibility_timeout():
-        _publish_after_commit([retry.pk], countdown=delay)
+    # Long waits live only in next_retry_at, for beat (countdown_for).
+    if (countdown := countdown_for(delay)) is not None:
+        _publish_after_commit([retry.pk], countdown=countdown)
 
 
 def _record_failure(pp_id: int, error: str, now: datetime) -> None:
