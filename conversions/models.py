@@ -273,6 +273,7 @@ class PostbackRequeue(models.Model):
     state = models.CharField(max_length=16)
     error = models.CharField(max_length=255, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    checks = models.JSONField(default=dict, blank=True, help_text="The trail it had.")
 
     class Meta:
         indexes = [

@@ -72,7 +72,7 @@ class PostbackRequeueSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = PostbackRequeue
-        fields = ["at", "user", "state", "error", "attempts"]
+        fields = ["at", "user", "state", "error", "attempts", "checks"]
 
 
 class PostbackSerializer(serializers.ModelSerializer):

@@ -13,23 +13,33 @@ def requeue(ids, user=None) -> int:
 
     The rows are locked first, so the records name exactly the postbacks that
     went back to ``received`` (with the state, error and attempts they had),
-    however many operators press the button at once.
+    however many operators press the button at once. The trail moves to the
+    record: the postback's own is the next round's.
     """
     with transaction.atomic():
         rows = list(
             Postback.objects.select_for_update()
             .filter(pk__in=list(ids), state__in=REQUEUABLE)
             .order_by("pk")
-            .values_list("pk", "state", "error", "attempts")
+            .values_list("pk", "state", "error", "attempts", "checks")
         )
         if not rows:
             return 0
         user = user if user is not None and user.is_authenticated else None
         PostbackRequeue.objects.bulk_create(
-            PostbackRequeue(postback_id=pk, user=user, state=state, error=error, attempts=attempts)
-            for pk, state, error, attempts in rows
+            PostbackRequeue(
+                postback_id=pk,
+                user=user,
+                state=state,
+                error=error,
+                attempts=attempts,
+                checks=checks,
+            )
+            for pk, state, error, attempts, checks in rows
         )
-        return dispatch.requeue([pk for pk, *_ in rows])
+        ids = [pk for pk, *_ in rows]
+        Postback.objects.filter(pk__in=ids).update(checks={})
+        return dispatch.requeue(ids)
 
 
 def attempts_in_all(postback: Postback) -> int:

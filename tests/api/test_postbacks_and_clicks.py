@@ -121,7 +121,10 @@ def test_postback_shows_its_timeline_and_recorded_requeues(support_api, db):
     assert support_api.post(f"/api/v1/postbacks/{row.pk}/requeue/").status_code == 202
 
     body = support_api.get(f"/api/v1/postbacks/{row.pk}/").json()
+    # The trail of the round before moved to the re-queue's record.
+    assert body["checks"] == {}
     (requeue,) = body["requeues"]
+    assert requeue["checks"] == {"click": {"ok": False, "detail": "Click not found"}}
     assert (requeue["user"], requeue["state"], requeue["error"], requeue["attempts"]) == (
         "support",
         "rejected",
