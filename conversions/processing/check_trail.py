@@ -17,10 +17,19 @@ from conversions.models import Conversion, Postback
 from .checks import DECLINE_ORDER, REJECT_ORDER
 from .statuses import CAP_REACHED
 
-# Decided in the callback, under its locks (not by a chord task's verdict alone).
-DUPLICATE_ERRORS = ("Conversion exists", "Conversion status is not pending")
-
 Verdicts = dict[str, dict]
+
+
+def _reject(verdict: dict) -> str:
+    return verdict.get("reject", "")
+
+
+def _decline(verdict: dict) -> str:
+    return verdict.get("decline", "")
+
+
+def _data(verdict: dict | None) -> dict:
+    return (verdict or {}).get("data") or {}
 
 
 def _money(value) -> str:
@@ -42,9 +51,9 @@ def _age(seconds: float) -> str:
 
 
 def _passed(name: str, verdicts: Verdicts, pb: dict, conversion: Conversion | None) -> str:
-    """What a check found, for a check that passed."""
-    data = verdicts.get(name, {}).get("data") or {}
-    click = verdicts.get("click", {}).get("data") or {}
+    """What a check found, for a check that passed (``conversion``: the one it updated)."""
+    data = _data(verdicts.get(name))
+    click = _data(verdicts.get("click"))
     if name == "params":
         sent = f"status {data.get('status') or '(none sent)'}, sum {_money(data.get('sum'))}"
         return sent + (f" {data['currency']}" if data.get("currency") else "")
@@ -61,16 +70,16 @@ def _passed(name: str, verdicts: Verdicts, pb: dict, conversion: Conversion | No
         return f"{pb.get('ip') or 'no address'} allowed"
     if name == "partner":
         return "partner active"
-    if name == "lifespan" and click.get("created_at"):
-        age = datetime.fromisoformat(pb["received_at"]) - datetime.fromisoformat(
-            click["created_at"]
-        )
+    if name == "lifespan" and (created := click.get("created_at")):
+        if isinstance(created, str):
+            created = datetime.fromisoformat(created)
+        age = datetime.fromisoformat(pb["received_at"]) - created
         return f"click {_age(max(age, timedelta(0)).total_seconds())} old"
     if name == "payout":
         revenue, payout = _money(data.get("revenue")), _money(data.get("payout"))
         return f"goal {data.get('goal')}: revenue {revenue}, payout {payout}"
     if name == "duplicate":
-        if conversion is not None and conversion.pk and data.get("conversion") == conversion.pk:
+        if conversion is not None:
             return f"updates pending conversion #{conversion.pk}"
         return "no conversion yet for this click and goal"
     if name == "cap":
@@ -82,13 +91,15 @@ def build(verdicts: Verdicts, row: Postback, pb: dict, *, new: bool) -> dict[str
     """The trail of a settled postback. ``new``: it made a new conversion (else updated one)."""
     trail: dict[str, dict] = {}
 
+    updated = None if new else row.conversion
+
     def said(name: str, ok: bool, detail: str = "") -> None:
-        trail[name] = {"ok": ok, "detail": detail or _passed(name, verdicts, pb, row.conversion)}
+        trail[name] = {"ok": ok, "detail": detail or _passed(name, verdicts, pb, updated)}
 
     if row.state == Postback.State.FAILED:
         return trail
     for name in REJECT_ORDER:
-        if row.state == Postback.State.REJECTED and verdicts[name].get("reject") == row.error:
+        if row.state == Postback.State.REJECTED and _reject(verdicts[name]) == row.error:
             said(name, False, row.error)
             return trail
         said(name, True)
@@ -105,7 +116,7 @@ def build(verdicts: Verdicts, row: Postback, pb: dict, *, new: bool) -> dict[str
         if (
             reason
             and conversion.status == Conversion.Status.DECLINED
-            and verdicts[name].get("decline") == reason
+            and _decline(verdicts[name]) == reason
         ):
             said(name, False, reason)
             return trail
