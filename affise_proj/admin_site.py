@@ -38,6 +38,11 @@ class OperatorAdminSite(admin.AdminSite):
         return apps
 
     def get_urls(self):
+        """The admin's URLs and the dashboard's.
+
+        The dashboard is imported here: this site is made while the admin app
+        loads, before the conversions app's models may be imported.
+        """
         from conversions.panel.dashboard import dashboard_view
         from conversions.panel.tools_admin import (
             offer_test_postback_view,

@@ -78,7 +78,7 @@ TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         # affise_proj/templates: the panel's admin/base_site.html, ahead of the admin app's own.
-        "DIRS": [BASE_DIR / "templates", BASE_DIR / "affise_proj" / "templates"],
+        "DIRS": [BASE_DIR / "affise_proj" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

@@ -8,12 +8,9 @@ from django.db import models
 from django.http import HttpRequest
 from django.utils import timezone
 
-from conversions.processing import caps
-from partners.models import OfferAccess
-
 from . import secrecy
 from .forms import IPListField
-from .models import Advertiser, Cap, Goal, Offer, Payout
+from .models import Advertiser, Cap, Goal, Offer, Payout, usage_of
 
 PERIOD_WORDS = {Cap.Period.DAY: "today", Cap.Period.MONTH: "this month", Cap.Period.ALL: "in total"}
 
@@ -22,7 +19,7 @@ def cap_usage(cap: Cap) -> str:
     """What the cap has used in its current period, e.g. "7 / 10 today"."""
     if cap.pk is None:
         return "-"
-    used = caps.usage(cap, timezone.now())
+    used = usage_of(cap, timezone.now())
     return f"{_plain(used)} / {_plain(cap.limit)} {PERIOD_WORDS[cap.period]}"
 
 
@@ -99,13 +96,6 @@ class CapInline(OfferScopedInline):
         return cap_usage(obj)
 
 
-class OfferAccessInline(admin.TabularInline):
-    model = OfferAccess
-    extra = 0
-    autocomplete_fields = ("partner",)
-    verbose_name_plural = "partners with access (private offers)"
-
-
 class IPListMixin:
     """allowed_ips as text, one address or network per line (the API keeps the list)."""
 
@@ -176,7 +166,8 @@ class OfferAdmin(IPListMixin, MaskedSecureMixin, admin.ModelAdmin):
     list_select_related = ("advertiser",)
     list_filter = ("status", "privacy", "advertiser")
     search_fields = ("title", "=id")
-    inlines = (GoalInline, PayoutInline, CapInline, OfferAccessInline)
+    # The partners app adds the partners with access (partners/admin.py).
+    inlines = (GoalInline, PayoutInline, CapInline)
     change_form_template = "admin/offers/offer/change_form.html"
 
     def change_view(self, request: HttpRequest, object_id, form_url="", extra_context=None):

@@ -13,28 +13,17 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from conversions.models import Conversion, Postback
+from conversions.outcomes import Decline
 
 from .checks import DECLINE_ORDER, REJECT_ORDER
-from .statuses import CAP_REACHED
+from .verdicts import NOTHING, Verdict
 
-Verdicts = dict[str, dict]
-
-
-def _reject(verdict: dict) -> str:
-    return verdict.get("reject", "")
+Verdicts = dict[str, Verdict]
 
 
-def _decline(verdict: dict) -> str:
-    return verdict.get("decline", "")
-
-
-def _data(verdict: dict | None) -> dict:
-    return (verdict or {}).get("data") or {}
-
-
-def _money(value) -> str:
+def _money(value: Decimal) -> str:
     """3.5000 as 3.50, 0.0125 as 0.0125."""
-    text = f"{Decimal(str(value or 0)).normalize():f}"
+    text = f"{Decimal(value).normalize():f}"
     whole, _, fraction = text.partition(".")
     return f"{whole}.{fraction.ljust(2, '0')}"
 
@@ -50,37 +39,31 @@ def _age(seconds: float) -> str:
     return f"{seconds // 86_400} days"
 
 
-def _passed(name: str, verdicts: Verdicts, pb: dict, conversion: Conversion | None) -> str:
-    """What a check found, for a check that passed (``conversion``: the one it updated)."""
-    data = _data(verdicts.get(name))
-    click = _data(verdicts.get("click"))
-    if name == "params":
-        sent = f"status {data.get('status') or '(none sent)'}, sum {_money(data.get('sum'))}"
-        return sent + (f" {data['currency']}" if data.get("currency") else "")
-    if name == "click":
-        return f"offer {click.get('offer_id')}, partner {click.get('partner_id')}"
-    if name == "offer":
-        return (
-            f"running; default status {data.get('default_status')}, "
-            f"hold {data.get('hold_period', 0)} h"
-        )
+def _passed(name: str, verdicts: Verdicts, pb: dict, updated: Conversion | None) -> str:
+    """What a check found, for a check that passed (``updated``: the conversion it updated)."""
+    data = verdicts.get(name, NOTHING).data
+    click = verdicts["click"].data
+    if name == "params" and data is not None:
+        sent = f"status {data.status or '(none sent)'}, sum {_money(data.sum)}"
+        return sent + (f" {data.currency}" if data.currency else "")
+    if name == "click" and click is not None:
+        return f"offer {click.offer_id}, partner {click.partner_id}"
+    if name == "offer" and data is not None:
+        return f"running; default status {data.default_status}, hold {data.hold_period} h"
     if name == "secure":
         return "code accepted (or none asked for)"
     if name == "ip":
         return f"{pb.get('ip') or 'no address'} allowed"
     if name == "partner":
         return "partner active"
-    if name == "lifespan" and (created := click.get("created_at")):
-        if isinstance(created, str):
-            created = datetime.fromisoformat(created)
-        age = datetime.fromisoformat(pb["received_at"]) - created
+    if name == "lifespan" and click is not None:
+        age = datetime.fromisoformat(pb["received_at"]) - click.created_at
         return f"click {_age(max(age, timedelta(0)).total_seconds())} old"
-    if name == "payout":
-        revenue, payout = _money(data.get("revenue")), _money(data.get("payout"))
-        return f"goal {data.get('goal')}: revenue {revenue}, payout {payout}"
+    if name == "payout" and data is not None:
+        return f"goal {data.goal}: revenue {_money(data.revenue)}, payout {_money(data.payout)}"
     if name == "duplicate":
-        if conversion is not None:
-            return f"updates pending conversion #{conversion.pk}"
+        if updated is not None:
+            return f"updates pending conversion #{updated.pk}"
         return "no conversion yet for this click and goal"
     if name == "cap":
         return "not reached"
@@ -99,7 +82,7 @@ def build(verdicts: Verdicts, row: Postback, pb: dict, *, new: bool) -> dict[str
     if row.state == Postback.State.FAILED:
         return trail
     for name in REJECT_ORDER:
-        if row.state == Postback.State.REJECTED and _reject(verdicts[name]) == row.error:
+        if row.state == Postback.State.REJECTED and verdicts[name].reject == row.error:
             said(name, False, row.error)
             return trail
         said(name, True)
@@ -116,13 +99,13 @@ def build(verdicts: Verdicts, row: Postback, pb: dict, *, new: bool) -> dict[str
         if (
             reason
             and conversion.status == Conversion.Status.DECLINED
-            and _decline(verdicts[name]) == reason
+            and verdicts[name].decline == reason
         ):
             said(name, False, reason)
             return trail
         if name != "params":
             said(name, True)
-    if reason == CAP_REACHED:
+    if reason == Decline.CAP_REACHED:
         said("cap", False, reason)
     else:
         said("cap", True)
