@@ -115,10 +115,19 @@ class PostbackQuerySet(models.QuerySet):
         )
 
     def requeue(self) -> int:
-        """rejected / failed -> received, attempts from zero (an operator's re-queue)."""
+        """rejected / failed -> received, attempts and trail from nothing (an operator's re-queue).
+
+        What the postback had is kept by the panel's record of the re-queue
+        (PostbackRequeue).
+        """
         State = self.model.State
         return self.filter(state__in=[State.REJECTED, State.FAILED]).update(
-            state=State.RECEIVED, error="", attempts=0, processed_at=None, dispatched_at=None
+            state=State.RECEIVED,
+            error="",
+            attempts=0,
+            processed_at=None,
+            dispatched_at=None,
+            checks={},
         )
 
 

@@ -14,7 +14,7 @@ def requeue(ids, user=None) -> int:
     The rows are locked first, so the records name exactly the postbacks that
     went back to ``received`` (with the state, error and attempts they had),
     however many operators press the button at once. The trail moves to the
-    record: the postback's own is the next round's.
+    record (the re-queue clears the postback's for its next round).
     """
     with transaction.atomic():
         rows = list(
@@ -37,9 +37,7 @@ def requeue(ids, user=None) -> int:
             )
             for pk, state, error, attempts, checks in rows
         )
-        ids = [pk for pk, *_ in rows]
-        Postback.objects.filter(pk__in=ids).update(checks={})
-        return dispatch.requeue(ids)
+        return dispatch.requeue([pk for pk, *_ in rows])
 
 
 def attempts_in_all(postback: Postback) -> int:
