@@ -276,11 +276,9 @@ class ConversionAdmin(FastListMixin, ImportExportMixin, ReadOnlyMixin, admin.Mod
         links.append(
             list_link(Postback, f"conversion__id__exact={obj.pk}", f"{postbacks} postback(s)")
         )
-        deliveries = obj.deliveries.count()
+        sent = obj.deliveries.count()
         links.append(
-            list_link(
-                PostbackDelivery, f"conversion__id__exact={obj.pk}", f"{deliveries} delivery(ies)"
-            )
+            list_link(PostbackDelivery, f"conversion__id__exact={obj.pk}", f"{sent} delivery(ies)")
         )
         return format_html_join(" · ", "{}", ((link,) for link in links))
 
@@ -339,10 +337,6 @@ class ConversionAdmin(FastListMixin, ImportExportMixin, ReadOnlyMixin, admin.Mod
     @admin.display(description="payout", ordering="payout")
     def payout_amount(self, obj: Conversion) -> str:
         return money(obj.payout)
-
-    @admin.display(description="sum", ordering="sum")
-    def sum_amount(self, obj: Conversion) -> str:
-        return money(obj.sum)
 
     @admin.display(description="clickid", ordering="click__clickid")
     def clickid(self, obj: Conversion) -> str:
