@@ -24,6 +24,12 @@ from partners.models import Partner, PartnerPostback
 from .api import CheckVerdictSerializer
 
 
+def _text(value: str) -> str:
+    # As the accept path stores them: PostgreSQL's jsonb refuses NUL and lone surrogates.
+    value = value.encode("utf-8", "replace").decode("utf-8")
+    return value.replace("\x00", "\ufffd")
+
+
 def sent_parameters(body) -> dict[str, str]:
     """A JSON object of parameters as a query string would carry them (text values)."""
     if not isinstance(body, dict):
@@ -34,7 +40,7 @@ def sent_parameters(body) -> dict[str, str]:
     for name, value in body.items():
         if isinstance(value, dict | list):
             raise serializers.ValidationError({name: ["A parameter is one text or number."]})
-        sent[str(name)] = "" if value is None else str(value)
+        sent[_text(str(name))] = "" if value is None else _text(str(value))
     return sent
 
 

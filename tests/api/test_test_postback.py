@@ -213,3 +213,12 @@ def test_the_test_answers_the_same_trail_as_the_pipeline(support_api, offer, cli
     assert {name for name, v in body["checks"].items() if not v["ok"]} == {"partner"}
     assert body["checks"]["partner"] == {"ok": False, "detail": "Partner is disabled"}
     assert body["checks"]["ip"] == {"ok": True, "detail": "203.0.113.9 allowed"}
+
+
+def test_odd_characters_are_answered_not_refused(support_api, offer, click):
+    # A NUL and a lone surrogate, escaped in the JSON as a client may send them.
+    raw = '{"clickid": "CLICK", "comment": "a\\u0000b\\ud800", "x\\u0000": "1", "sum": 5}'
+    raw = raw.replace("CLICK", click.clickid)
+    body = support_api.post(url_of(offer), raw, content_type="application/json")
+    assert body.status_code == 200, body.content
+    assert body.json()["outcome"] == "accepted"
