@@ -1,5 +1,7 @@
 """An operator's re-queue, recorded: who put which postbacks back on the queue, and when."""
 
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 
 from conversions.models import Postback, PostbackRequeue
@@ -26,6 +28,21 @@ def requeue(ids, user=None) -> int:
         if not rows:
             return 0
         user = user if user is not None and user.is_authenticated else None
+        if user is not None:
+            # Also in the postback's History in the admin, beside any other change.
+            content_type = ContentType.objects.get_for_model(Postback)
+            LogEntry.objects.bulk_create(
+                LogEntry(
+                    user=user,
+                    content_type=content_type,
+                    object_id=pk,
+                    object_repr=pk,
+                    action_flag=CHANGE,
+                    change_message=f"Re-queued (was {state}{': ' if error else ''}{error}, "
+                    f"after {attempts} attempt{'s' if attempts != 1 else ''}).",
+                )
+                for pk, state, error, attempts, _ in rows
+            )
         PostbackRequeue.objects.bulk_create(
             PostbackRequeue(
                 postback_id=pk,

@@ -187,6 +187,8 @@ def test_requeue_from_the_postback_page_is_recorded_and_shown(support_client, su
         "Access denied",
         1,
     )
+    history = support_client.get(f"{URL}{pb.pk}/history/").content.decode()
+    assert "Re-queued (was rejected: Access denied, after 1 attempt)." in history
     # Dispatched once more since: this round's attempt and the earlier one.
     Postback.objects.filter(pk=pb.pk).update(state="accepted", attempts=1)
     page = support_client.get(f"{URL}{pb.pk}/change/").content.decode()
