@@ -5,6 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from conversions.panel import api as conversions_api
 from conversions.panel import test_tools
+from conversions.panel.stats_api import StatsView
 from offers import api as offers_api
 from partners import api as partners_api
 
@@ -23,6 +24,7 @@ router.register("conversions", conversions_api.ConversionViewSet)
 router.register("postback-deliveries", conversions_api.PostbackDeliveryViewSet)
 
 urlpatterns = [
+    path("stats/", StatsView.as_view(), name="stats"),
     # The test tools (conversions/panel/test_tools.py): actions on offers and
     # partner postbacks that only the conversions app can run.
     path(

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from bench import data, load
+from bench import stats as bench_stats
 from bench.feed import Nudger, insert_received
 from bench.measure import (
     FINAL,
@@ -48,7 +49,7 @@ BURST_SECONDS = float(os.environ.get("BENCH_BURST_SECONDS", "6"))
 CLIENT_TIMEOUT = float(os.environ.get("BENCH_CLIENT_TIMEOUT", "5"))
 # A comma-separated subset of the cases (e.g. BENCH_CASES=accept) measures only
 # those and prints their numbers instead of writing the report, which needs all.
-CASES = ("accept", "clicks", "e2e", "keepup", "light", "burst", "scaling")
+CASES = ("accept", "clicks", "e2e", "keepup", "light", "burst", "scaling", "stats")
 SELECTED = [c for c in os.environ.get("BENCH_CASES", ",".join(CASES)).split(",") if c]
 # A click converts once per goal (a repeat is "Conversion exists"): enough clicks that
 # each case's postbacks have one each (the keep-up case cycles through them).
@@ -452,6 +453,11 @@ def main() -> int:
             results["scaling"] = case_scaling(
                 stack, clickids, RUNS, out_dir, log, offer.pk, partner.pk
             )
+        if "stats" in SELECTED:
+            log("case 7: statistics answer time against data size (bench/stats.py)")
+            results["stats"] = bench_stats.case_stats(stack)
+            bench_stats.write(results["stats"], out_dir)
+            log(f"wrote {out_dir / 'bench-stats.md'}")
     finally:
         stack.close()
     results["config"]["seconds"] = time.monotonic() - started

@@ -18,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 from psycopg.types.json import Jsonb
 
+from affise_proj import logs, metrics
 from conversions.models import SUB_FIELDS, Postback, new_postback_id
 from conversions.processing import dispatch
 from conversions.processing.settlement import process_inline
@@ -67,6 +68,7 @@ def click(request: HttpRequest) -> HttpResponse:
         else "",
         **subs,
     )
+    metrics.click_answered(clickid is not None)
     if target is None:
         return _not_found("Unknown offer")
     if clickid is None:
@@ -157,6 +159,7 @@ def postback(request: HttpRequest) -> HttpResponse:
         # Fitted to their columns; the raw values stay in params.
         **postback_columns(params),
     )
+    logs.bind(postback_id=row.id, clickid=row.clickid)
     try:
         _store(row)
     except (OperationalError, InterfaceError):
@@ -164,6 +167,7 @@ def postback(request: HttpRequest) -> HttpResponse:
         # spool; the sweeper imports it with the same id once the database is back.
         log.warning("database unavailable, spooling postback %s", row.id, exc_info=True)
         spool.append(row)
+        metrics.postback_answered(row.method, spooled=True)
         return JsonResponse({"status": 1, "message": "Postback accepted", "id": row.id})
     except DatabaseError:
         if not _store_plain(row):
@@ -174,10 +178,12 @@ def postback(request: HttpRequest) -> HttpResponse:
     if settings.POSTBACK_PROCESSING == "sync":
         state, error = process_inline(row.id)
         if state == Postback.State.ACCEPTED:
+            metrics.postback_answered(row.method)
             return JsonResponse({"status": 1})
         return JsonResponse({"status": 2, "message": error})
 
     dispatch.nudge()
+    metrics.postback_answered(row.method)
     return JsonResponse({"status": 1, "message": "Postback accepted", "id": row.id})
 
 

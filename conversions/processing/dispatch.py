@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from django.db.models.functions import Lower, Trim
 from django.utils import timezone
 
+from affise_proj import metrics
 from conversions.intake import spool
 from conversions.intake.redis_connection import KeptConnection
 from conversions.models import Postback
@@ -225,7 +226,9 @@ def dispatch_received() -> int:
 def fail_exhausted() -> int:
     """Abandoned postbacks that used all their attempts become ``failed``."""
     cutoff = timezone.now() - timedelta(seconds=settings.POSTBACK_STALE_AFTER)
-    return Postback.objects.fail_abandoned(cutoff, settings.POSTBACK_MAX_ATTEMPTS)
+    failed = Postback.objects.fail_abandoned(cutoff, settings.POSTBACK_MAX_ATTEMPTS)
+    metrics.postbacks_failed(failed)
+    return failed
 
 
 def sweep() -> dict:

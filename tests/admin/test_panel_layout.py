@@ -41,7 +41,7 @@ def test_index_puts_what_managers_use_first_and_accounts_last(manager, client):
     manager.save()
     client.force_login(manager)
     names = _index_order(client.get("/admin/").content.decode())
-    assert names[:4] == ["Conversions", "Postbacks", "Postback deliveries", "Clicks"]
+    assert names[:5] == ["Reports", "Conversions", "Postbacks", "Postback deliveries", "Clicks"]
     assert names.index("Postbacks") < names.index("Offers") < names.index("Partners")
     assert names.index("Partners") < names.index("Groups")
     assert names.index("Partners") < names.index("Tokens")

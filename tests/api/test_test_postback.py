@@ -6,7 +6,15 @@ import pytest
 from django.utils import timezone
 
 from conversions.intake import click_buffer
-from conversions.models import Click, Conversion, Postback, PostbackDelivery
+from conversions.models import (
+    Click,
+    Conversion,
+    OfferStat,
+    Postback,
+    PostbackDelivery,
+    SubStat,
+    TrafficStat,
+)
 from offers.models import Cap, CapCounter
 from partners.models import Partner, PartnerPostback
 
@@ -27,6 +35,8 @@ def snapshot() -> dict:
         "clicks": Click.objects.count(),
         "counters": list(CapCounter.objects.values_list("cap_id", "period_key", "used")),
         "deliveries": PostbackDelivery.objects.count(),
+        # The statistics' counters (kept by triggers on PostgreSQL).
+        "stats": [model.objects.count() for model in (OfferStat, TrafficStat, SubStat)],
     }
 
 
