@@ -82,7 +82,8 @@ WSGI_APPLICATION = "affise_proj.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # affise_proj/templates: the panel's admin/base_site.html, ahead of the admin app's own.
+        "DIRS": [BASE_DIR / "affise_proj" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -167,6 +168,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Times in the panel with seconds and their zone (affise_proj/formats/).
+FORMAT_MODULE_PATH = ["affise_proj.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
