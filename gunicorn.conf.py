@@ -38,6 +38,7 @@ def _limit_request_line() -> int:
 wsgi_app = "affise_proj.wsgi"
 bind = os.environ.get("WEB_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}").split(",")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("WEB_THREADS", "1"))
 accesslog = os.environ.get("WEB_ACCESS_LOG") or None
 limit_request_line = _limit_request_line()
 # Gunicorn's defaults, named here because they are limits too: at most 100

@@ -5,7 +5,6 @@ filesystem Celery broker under ``var/``, so a machine with only Python can run
 it. ``DATABASE_URL`` and ``CELERY_BROKER_URL`` switch to PostgreSQL and Redis.
 """
 
-import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -351,21 +350,6 @@ CLICK_BUFFER = env.bool(
     "CLICK_BUFFER",
     default="postgres" in DATABASES["default"]["ENGINE"] and bool(CLICK_BUFFER_URL),
 )
-
-
-def _dispatch_flag_url() -> str:
-    """The Redis cache's first server, else the broker's Redis, else none."""
-    cache = CACHES["default"]
-    if cache["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
-        return re.split("[;,]", cache["LOCATION"])[0]
-    return CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else ""
-
-
-# The accept path's nudge (conversions/processing/dispatch.py) queues one dispatch task per
-# pending dispatch, not one per postback, through a flag every web process must
-# see: a key in this Redis. Empty (no Redis at all, the embedded default): each
-# process only knows its own postbacks, and each postback queues a dispatch.
-DISPATCH_FLAG_URL = env.str("DISPATCH_FLAG_URL", default=_dispatch_flag_url())
 # How often the beat flushes buffered clicks into the table (seconds).
 CLICK_FLUSH_INTERVAL = env.float("CLICK_FLUSH_INTERVAL", default=1.0)
 # How long a web process reuses an offer's answer for a partner (running or

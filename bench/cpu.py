@@ -100,6 +100,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--endpoints", default="noop,postback")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:VAR=VALUE,...",
+        help="compare web servers started with these variables, in the same rounds",
+    )
     args = parser.parse_args()
     workers = int(os.environ.get("BENCH_WEB_WORKERS", "4"))
     web_env = {k: v for k, v in os.environ.items() if k.startswith("WEB_")}
@@ -110,21 +117,31 @@ def main() -> int:
         offer = data.make_offer("CPU offer")
         partner = data.make_partner()
         clickid = data.make_clicks(offer, partner, 1)[0]
-        stack.start_web(workers, **web_env)
+        variants = {"": {}}
+        if args.variant:
+            variants = {}
+            for spec in args.variant:
+                name, _, assignments = spec.partition(":")
+                variants[name] = dict(a.split("=", 1) for a in assignments.split(",") if a)
         urls = {
             "noop": (f"{stack.base_url}/noop", {}),
             "postback": (f"{stack.base_url}/postback", {"WRK_POSTBACK_CLICKID": clickid}),
             "click": (f"{stack.base_url}/click?offer_id={offer.pk}&pid={partner.pk}", {}),
         }
-        names = args.endpoints.split(",")
+        endpoints = args.endpoints.split(",")
+        names = [f"{v}/{e}" if v else e for v in variants for e in endpoints]
         rows: dict[str, list[dict]] = {name: [] for name in names}
         for run in range(args.rounds):
-            order = names if run % 2 == 0 else names[::-1]
-            for name in order:
-                url, env = urls[name]
-                if name == "postback":
-                    env = {**env, "WRK_RUN": new_tag(f"cpu{run}")}
-                rows[name].append(measure(stack, url, args.seconds, args.connections, **env))
+            for variant in variants if run % 2 == 0 else list(variants)[::-1]:
+                if len(variants) > 1 or run == 0:
+                    stack.stop("web")
+                    stack.start_web(workers, **{**web_env, **variants[variant]})
+                for endpoint in endpoints if run % 2 == 0 else endpoints[::-1]:
+                    url, env = urls[endpoint]
+                    if endpoint == "postback":
+                        env = {**env, "WRK_RUN": new_tag(f"cpu{run}")}
+                    name = f"{variant}/{endpoint}" if variant else endpoint
+                    rows[name].append(measure(stack, url, args.seconds, args.connections, **env))
             line = ", ".join(
                 f"{n} {rows[n][-1]['rps']:.0f}/s {rows[n][-1]['total_us']:.0f}us" for n in names
             )
@@ -135,13 +152,10 @@ def main() -> int:
                 key: round(statistics.median(r[key] for r in rows[name]), 1)
                 for key in rows[name][0]
             }
-        if "noop" in names:
-            for name in names:
-                if name != "noop":
-                    ratios = [
-                        r["rps"] / n["rps"] for r, n in zip(rows[name], rows["noop"], strict=True)
-                    ]
-                    summary[name]["ratio_to_noop"] = round(statistics.median(ratios), 3)
+            noop = name.rsplit("/", 1)[0] + "/noop" if "/" in name else "noop"
+            if not name.endswith("noop") and noop in rows:
+                ratios = [r["rps"] / n["rps"] for r, n in zip(rows[name], rows[noop], strict=True)]
+                summary[name]["ratio_to_noop"] = round(statistics.median(ratios), 3)
         print(json.dumps(summary, indent=1))
     finally:
         stack.close()
