@@ -7,7 +7,7 @@ runs wrk on each endpoint and reads the CPU time of every process of the
 stack from /proc before and after. Prints, per endpoint, the median of the
 rounds: requests/s and microseconds of CPU per request in gunicorn, in
 PostgreSQL (all its processes: backends, WAL writer, checkpointer), in Redis,
-and in wrk itself.
+and in wrk itself; and WAL flushes (fsyncs) per request.
 
     BENCH_PG_PORT=.. BENCH_REDIS_PORT=.. BENCH_WEB_PORT=.. \
         .venv/bin/python -m bench.cpu [--rounds 3] [--seconds 5] [--connections 64]
@@ -72,9 +72,14 @@ def _redis_pid() -> list[int]:
     return [int(line.split(":")[1]) for line in out.splitlines() if line.startswith("process_id:")]
 
 
+def _wal_syncs(stack: Stack) -> int:
+    return int(stack.psql("SELECT wal_sync FROM pg_stat_wal"))
+
+
 def measure(stack: Stack, url: str, seconds: int, connections: int, **env: str) -> dict:
     web = _tree(stack.procs["web"].pid)
     groups = {"web": web, "postgres": _postgres_pids(stack), "redis": _redis_pid()}
+    syncs_before = _wal_syncs(stack)
     before = {name: _cpu(pids) for name, pids in groups.items()}
     # Postgres backends are made per connection: count the ones born during the run too.
     wrk_before = os.times()
@@ -84,6 +89,8 @@ def measure(stack: Stack, url: str, seconds: int, connections: int, **env: str) 
     after = {name: _cpu(pids) for name, pids in groups.items()}
     answered = result["requests"]
     row = {"rps": result["rps"], "errors": result["socket_errors"] + result["bad_status"]}
+    # WAL flushes per request: below 1 when one flush commits several requests.
+    row["wal_syncs"] = (_wal_syncs(stack) - syncs_before) / answered
     for name in groups:
         row[f"{name}_us"] = (after[name] - before[name]) / answered * 1e6
     wrk_cpu = (wrk_after.children_user + wrk_after.children_system) - (
