@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint screenshots bench bench-deps faults faults-short ci clean
+.PHONY: install run test lint screenshots bench bench-deps faults faults-short faults-hosts ci clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -30,9 +30,10 @@ run: install
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Benchmarks and fault tests start their own PostgreSQL (port 5440), Redis (6390)
-# and app processes on loopback, and stop them at the end; they need the
-# PostgreSQL 15 binaries and redis-server; make bench also wrk (installed here
+# Benchmarks and fault tests start their own PostgreSQL (port 5440), Redis (6390),
+# with BROKER=rabbitmq a RabbitMQ node (5673), and app processes on loopback, and
+# stop them at the end; they need the PostgreSQL 15 binaries and redis-server
+# (and rabbitmq-server for BROKER=rabbitmq); make bench also wrk (installed here
 # when missing).
 $(VENV)/.bench: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[dev,bench]'
@@ -44,11 +45,22 @@ bench-deps: $(VENV)/.bench
 bench: bench-deps
 	$(BIN)/python -m bench.run
 
+# BROKER=rabbitmq: RabbitMQ carries the tasks (a private node, killed and
+# started again mid-stream; it needs the rabbitmq-server package), a Redis
+# beside it; the result goes to docs/faults-rabbitmq.md.
+BROKER ?= redis
+FAULTS_DOC := docs/faults$(if $(filter rabbitmq,$(BROKER)),-rabbitmq).md
+
 faults: $(VENV)/.bench
-	$(BIN)/python -m bench.faults --write docs/faults.md
+	$(BIN)/python -m bench.faults --broker $(BROKER) --write $(FAULTS_DOC)
 
 faults-short: $(VENV)/.bench
-	$(BIN)/python -m bench.faults --short
+	$(BIN)/python -m bench.faults --short --broker $(BROKER)
+
+# Two app hosts (web + worker, each with its own var/ and spool) behind one
+# load generator; one is SIGKILLed whole mid-stream. Result: docs/faults-hosts.md.
+faults-hosts: $(VENV)/.bench
+	$(BIN)/python -m bench.hosts --broker $(BROKER) --write docs/faults-hosts.md
 
 lint: install
 	$(BIN)/ruff check .

@@ -11,6 +11,11 @@ class OperatorAdminSite(admin.AdminSite):
     index_template = "admin/operator_index.html"
 
     def get_urls(self):
+        """The admin's URLs and the dashboard's.
+
+        The dashboard is imported here: this site is made while the admin app
+        loads, before the conversions app's models may be imported.
+        """
         from conversions.panel.dashboard import dashboard_view
 
         return [

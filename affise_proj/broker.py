@@ -5,6 +5,11 @@ it, while ``_get`` moves files without taking the lock: a worker can pick up
 a message before it is written, fail to decode it and stop ("Unrecoverable
 error: JSONDecodeError"). Writing to a name the reader ignores and renaming
 it into place makes every message appear whole.
+
+``_put`` is a private method of kombu's channel: the one place the write
+happens, and no setting changes it. Upstream the symptom is celery/kombu#1551
+(open); tests/test_broker_restart.py and the embedded-default suite run
+through this transport.
 """
 
 import os

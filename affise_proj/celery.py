@@ -2,6 +2,7 @@ import os
 
 from celery import Celery
 from celery.signals import task_postrun, task_prerun
+from django.db import close_old_connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "affise_proj.settings")
 
@@ -18,6 +19,4 @@ def recycle_database_connections(**kwargs) -> None:
     Closes it only past CONN_MAX_AGE or once it has failed (a restarted
     database), and has the next use check it (CONN_HEALTH_CHECKS).
     """
-    from django.db import close_old_connections
-
     close_old_connections()

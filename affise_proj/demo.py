@@ -9,6 +9,7 @@ it answers only with ``DEMO`` on, which `make run` sets together with
 
 import secrets
 
+import django
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -16,8 +17,6 @@ from django.views.decorators.http import require_http_methods
 
 
 def admin_password() -> str:
-    import django
-
     django.setup()
     path = settings.VAR_DIR / "admin_password"
     if not path.exists():

@@ -18,14 +18,19 @@ class RedisRecordingBackend(RedisBackend):
 
     @property
     def database(self):
+        """django-celery-results' backend, made at first use.
+
+        Imported here: this backend is loaded while Celery configures itself,
+        before Django's apps are ready, and that module imports their models.
+        """
         if self._database is None:
             from django_celery_results.backends.database import DatabaseBackend
 
             self._database = DatabaseBackend(app=self.app)
         return self._database
 
-    def _store_result(self, task_id, result, state, traceback=None, request=None, **kwargs):
-        stored = super()._store_result(
+    def store_result(self, task_id, result, state, traceback=None, request=None, **kwargs):
+        stored = super().store_result(
             task_id, result, state, traceback=traceback, request=request, **kwargs
         )
         # Header parts carry the callback to run (request.chord); nothing else does.

@@ -78,7 +78,7 @@ WSGI_APPLICATION = "affise_proj.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -239,6 +239,7 @@ ADMIN_COUNT_LIMIT = env.int("ADMIN_COUNT_LIMIT", default=10_000)
 # --- Celery ---------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+BROKER_IS_AMQP = CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://"))
 if CELERY_BROKER_URL.startswith("filesystem"):
     # kombu's filesystem transport with atomic message writes (see broker.py).
     CELERY_BROKER_TRANSPORT = "affise_proj.broker:Transport"
@@ -253,19 +254,48 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "control_folder": str(BROKER_DIR / "control"),
         "polling_interval": 0.05,
     }
+elif BROKER_IS_AMQP:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # Publisher confirms: a publish returns once RabbitMQ has the message
+        # (persisted: Celery's queues are durable, its messages persistent), so
+        # a broker killed right after a publish cannot lose what it confirmed.
+        "confirm_publish": True,
+    }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # Longer than any task and any countdown: an unacked message is only
         # redelivered when its worker really is gone.
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
     }
+# How long the broker lets a delivered message stay unacknowledged before it
+# acts: Redis gives it to another worker after its visibility timeout; RabbitMQ
+# has no visibility timeout (a message comes back only when its consumer's
+# connection or channel closes) but closes the channel of a consumer that
+# holds a delivery longer than its consumer_timeout (30 minutes by default;
+# set RABBITMQ_CONSUMER_TIMEOUT to the server's value when it differs). With
+# late acks a countdown task is held unacknowledged for its whole countdown and
+# run: countdowns are kept below this, less the task time limit (longer waits
+# live in a next_retry_at column that beat publishes when due).
+BROKER_ACK_TIMEOUT = (
+    env.int("RABBITMQ_CONSUMER_TIMEOUT", default=1800)
+    if BROKER_IS_AMQP
+    else CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
+)
+# A Redis beside the broker, for what Celery's broker does not do: chord
+# counting and results, and the click buffer. With a Redis broker it is that
+# Redis; with RabbitMQ set REDIS_URL (persisted, as the click buffer lives
+# there). Without any Redis, results and chords live in the database and
+# clicks are inserted in the request.
+REDIS_URL = env.str(
+    "REDIS_URL",
+    default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "",
+)
 # Results: the embedded default keeps them in the database (django-celery-results).
-# With a Redis broker, chords are counted in Redis and the database keeps the
-# record operators read (failures, callbacks, the sweeper): see results.py.
-_redis_results = "affise_proj.results:RedisRecordingBackend+" + CELERY_BROKER_URL
+# With Redis, chords are counted in Redis and the database keeps the record
+# operators read (failures, callbacks, the sweeper): see results.py.
 CELERY_RESULT_BACKEND = env.str(
     "CELERY_RESULT_BACKEND",
-    default=_redis_results if CELERY_BROKER_URL.startswith("redis") else "django-db",
+    default=f"affise_proj.results:RedisRecordingBackend+{REDIS_URL}" if REDIS_URL else "django-db",
 )
 CELERY_RESULT_EXTENDED = True
 # Results in Redis only need to outlive their chord; the database record is kept a day.
@@ -339,13 +369,10 @@ CLICK_COUNTRY_HEADER = env.str("CLICK_COUNTRY_HEADER", default="HTTP_CF_IPCOUNTR
 CLICK_SYNCHRONOUS_COMMIT = env.bool("CLICK_SYNCHRONOUS_COMMIT", default=False)
 # Write-behind (conversions/intake/click_buffer.py): with PostgreSQL and Redis, a click
 # is appended to a Redis stream and inserted in batches by the worker. The
-# stream lives beside Celery's queues (the broker's Redis database, persisted
-# as docker-compose runs it, with an append-only file), not in the cache,
-# which may be cleared. Off: one insert per click in the request.
-CLICK_BUFFER_URL = env.str(
-    "CLICK_BUFFER_URL",
-    default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "",
-)
+# stream lives in REDIS_URL (the broker's Redis database, or the Redis beside
+# RabbitMQ, persisted as docker-compose runs it, with an append-only file), not
+# in the cache, which may be cleared. Off: one insert per click in the request.
+CLICK_BUFFER_URL = env.str("CLICK_BUFFER_URL", default=REDIS_URL)
 CLICK_BUFFER = env.bool(
     "CLICK_BUFFER",
     default="postgres" in DATABASES["default"]["ENGINE"] and bool(CLICK_BUFFER_URL),

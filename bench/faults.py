@@ -2,14 +2,16 @@
 
 While a steady stream of postbacks and one of clicks run: SIGKILL a worker
 and start it again, SIGKILL the web server (gunicorn's master and workers)
-and start it again, restart Redis (append-only, as docker-compose runs it),
-crash PostgreSQL (an immediate stop: no checkpoint, the WAL replayed at
-start) and start it again a few seconds later (the web spools postbacks and
-buffers clicks meanwhile). After the streams and a drain, every
-postback answered status 1 must be in the database in a final state,
-conversions must equal valid postbacks, none doubled, the cap not overspent,
-and every click answered with a clickid must be in the click table, and no
-worker or beat may have exited by itself (a Redis restart must not end them).
+and start it again, restart Redis (append-only, as docker-compose runs it;
+with ``--broker rabbitmq``, SIGKILL the RabbitMQ node and start it again,
+then restart the Redis beside it), crash PostgreSQL (an immediate stop: no
+checkpoint, the WAL replayed at start) and start it again a few seconds
+later (the web spools postbacks and buffers clicks meanwhile). After the
+streams and a drain, every postback answered status 1 must be in the database
+in a final state, conversions must equal valid postbacks, none doubled, the
+cap not overspent, and every click answered with a clickid must be in the
+click table, and no worker or beat may have exited by itself (a Redis
+restart must not end them).
 Beside them, a stream of status sequences, one click each (pending, then
 approved, declined or a plain postback, sent one after another as an
 advertiser's server does): each click's final status, and each postback's
@@ -126,9 +128,17 @@ def _faults(stack: Stack, plan: Plan, started: float, events: list) -> None:
     stack.start_web(2, **APP_ENV)
     note("web started again")
     at(plan.redis_at)
+    if stack.broker == "rabbitmq":
+        stack.kill_rabbitmq()
+        note("RabbitMQ killed (SIGKILL of the node: only what it had on disk remains)")
+        at(plan.redis_at + plan.redis_down)
+        stack.start_rabbitmq()
+        note("RabbitMQ started again")
+        # The Redis beside it (chords, click buffer) restarts too.
+        at((plan.redis_at + plan.redis_down + plan.postgres_at) / 2)
     stack.stop_redis()
     note("Redis stopped (SHUTDOWN, append-only file kept)")
-    at(plan.redis_at + plan.redis_down)
+    at(time.monotonic() - started + plan.redis_down)
     stack.start_redis()
     note("Redis started again")
     at(plan.postgres_at)
@@ -261,8 +271,8 @@ def _drain_clicks(timeout: float) -> bool:
     return False
 
 
-def run(plan: Plan, write_doc: Path | None) -> int:
-    stack = Stack("faults")
+def run(plan: Plan, write_doc: Path | None, broker: str = "redis") -> int:
+    stack = Stack("faults", broker=broker)
     log(f"private servers in {stack.dir}")
     stack.up()
     data.setup_django(stack.env())
@@ -431,7 +441,7 @@ def run(plan: Plan, write_doc: Path | None) -> int:
         log(f"{key:>20}: {value}")
     log(f"drain after the stream: {drain_seconds:.0f} s")
     if write_doc:
-        _write_doc(write_doc, plan, counts, events, drain_seconds, problems)
+        _write_doc(write_doc, plan, counts, events, drain_seconds, problems, broker)
     stack.close()
     if problems:
         log("FAILED: " + "; ".join(problems))
@@ -441,13 +451,26 @@ def run(plan: Plan, write_doc: Path | None) -> int:
 
 
 def _write_doc(
-    path: Path, plan: Plan, counts: dict, events: list, drain: float, problems: list
+    path: Path,
+    plan: Plan,
+    counts: dict,
+    events: list,
+    drain: float,
+    problems: list,
+    broker: str = "redis",
 ) -> None:
+    servers = (
+        "private PostgreSQL, RabbitMQ as the broker and a Redis beside it (`REDIS_URL`: "
+        "chords, click buffer)"
+        if broker == "rabbitmq"
+        else "private PostgreSQL and Redis"
+    )
+    command = "make faults BROKER=rabbitmq" if broker == "rabbitmq" else "make faults"
     lines = [
-        "# Fault test",
+        "# Fault test" + (" (RabbitMQ broker)" if broker == "rabbitmq" else ""),
         "",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `make faults` "
-        "(private PostgreSQL and Redis on loopback, gunicorn 2 workers, two Celery workers "
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by `{command}` "
+        f"({servers} on loopback, gunicorn 2 workers, two Celery workers "
         "of concurrency 2, beat; the short form `make faults-short` runs in `.ci/run`).",
         "",
         f"Stream: {plan.rate:.0f} postbacks/s for {plan.seconds:.0f} s, each with a unique "
@@ -479,7 +502,8 @@ def _write_doc(
         "PostgreSQL was down; *dispatched_again* = postbacks dispatched more than once "
         "(killed worker, lost chord callback); *restarted_by_supervisor* = workers or beat "
         "that exited by themselves and were started again, as compose's `restart: "
-        "unless-stopped` does (must be 0: `make run` has no such supervisor). "
+        "unless-stopped` does (must be 0: `make run` has no such supervisor; a broker "
+        "restart must not end them). "
         "*clicks_lost* = clicks answered 302 with a clickid whose click is not in the table "
         "after the drain; *clicks_refused* = clicks not answered with a clickid (an offer "
         "this web process had not seen before PostgreSQL went away cannot be answered). "
@@ -501,8 +525,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--short", action="store_true", help="the bounded CI form (~2 min)")
     parser.add_argument("--write", type=Path, help="write the result as Markdown here")
+    parser.add_argument(
+        "--broker",
+        choices=("redis", "rabbitmq"),
+        default="redis",
+        help="rabbitmq: RabbitMQ carries the tasks (killed mid-stream), a Redis beside it",
+    )
     args = parser.parse_args()
-    return run(SHORT if args.short else FULL, args.write)
+    return run(SHORT if args.short else FULL, args.write, args.broker)
 
 
 if __name__ == "__main__":

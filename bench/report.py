@@ -294,6 +294,22 @@ def markdown(results: dict, names: dict[str, str]) -> str:
         f"![latency]({names['light']})",
         "",
     ]
+    if "scaling" in results:
+        from bench.scaling import section
+
+        lines += [
+            "## 6. Worker scaling",
+            "",
+            f"{results['scaling']['count']} received postbacks (one click each), from the "
+            "first dispatch until all are final, with 1, 2 and 4 worker processes on one "
+            "host and two worker hosts of 2 processes; CPU read from /proc for each part "
+            "(the sizing in [scaling.md](scaling.md) is built on these).",
+            "",
+            section(results["scaling"]),
+            "",
+            "![worker scaling](bench-scaling.png)",
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -1,7 +1,8 @@
 """``make bench``: the product's promise in numbers, written to docs/benchmarks.md.
 
 Starts a private PostgreSQL and Redis, gunicorn, a Celery worker and beat on
-loopback, runs the five cases of the benchmark, and writes a Markdown report
+loopback, runs the cases of the benchmark (the worker-scaling case in
+bench/scaling.py), and writes a Markdown report
 with PNG charts. Every figure is the median of BENCH_RUNS runs with the
 spread (min-max); ratios are taken within the same round.
 """
@@ -46,7 +47,7 @@ BURST_SECONDS = float(os.environ.get("BENCH_BURST_SECONDS", "6"))
 CLIENT_TIMEOUT = float(os.environ.get("BENCH_CLIENT_TIMEOUT", "5"))
 # A comma-separated subset of the cases (e.g. BENCH_CASES=accept) measures only
 # those and prints their numbers instead of writing the report, which needs all.
-CASES = ("accept", "clicks", "e2e", "keepup", "light", "burst")
+CASES = ("accept", "clicks", "e2e", "keepup", "light", "burst", "scaling")
 SELECTED = [c for c in os.environ.get("BENCH_CASES", ",".join(CASES)).split(",") if c]
 # A click converts once per goal (a repeat is "Conversion exists"): enough clicks that
 # each case's postbacks have one each (the keep-up case cycles through them).
@@ -489,6 +490,13 @@ def main() -> int:
                 raise SystemExit("BENCH_CASES=burst without accept needs BENCH_BURST_RATE")
             results["config"]["burst_rate"] = burst_rate
             results["burst"] = case_sync_vs_async(stack, clickids, burst_rate)
+        if "scaling" in SELECTED:
+            from bench.scaling import case_scaling
+
+            log("case 6: processing rate with 1, 2, 4 worker processes and 2 worker hosts")
+            results["scaling"] = case_scaling(
+                stack, clickids, RUNS, out_dir, log, offer.pk, partner.pk
+            )
     finally:
         stack.close()
     results["config"]["seconds"] = time.monotonic() - started

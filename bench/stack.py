@@ -1,8 +1,10 @@
-"""Private PostgreSQL, Redis and app processes on loopback for benchmarks and fault tests.
+"""Private PostgreSQL, Redis, RabbitMQ and app processes on loopback for benchmarks and fault tests.
 
 Nothing here touches the shared servers: PostgreSQL is a throwaway cluster on
 its own port in a temporary directory, Redis runs with the append-only
-persistence docker-compose.yml uses, and every process is stopped at exit.
+persistence docker-compose.yml uses, RabbitMQ (``broker="rabbitmq"``) is a
+node of its own (name, ports, data and logs in the temporary directory, no
+plugins), and every process is stopped at exit.
 """
 
 import atexit
@@ -24,6 +26,11 @@ PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_PORT = int(os.environ.get("BENCH_PG_PORT", "5440"))
 REDIS_PORT = int(os.environ.get("BENCH_REDIS_PORT", "6390"))
 WEB_PORT = int(os.environ.get("BENCH_WEB_PORT", "8790"))
+RABBITMQ_PORT = int(os.environ.get("BENCH_RABBITMQ_PORT", "5673"))
+RABBITMQ_DIST_PORT = int(os.environ.get("BENCH_RABBITMQ_DIST_PORT", str(RABBITMQ_PORT + 20000)))
+RABBITMQ_NODE = (
+    os.environ.get("BENCH_RABBITMQ_NODE", f"affise_bench_{RABBITMQ_PORT}") + "@localhost"
+)
 CELERY_LOGLEVEL = os.environ.get("BENCH_CELERY_LOGLEVEL", "WARNING")
 # The README's production configuration sets DATABASE_URL and CELERY_BROKER_URL
 # only; BENCH_REDIS_CACHE=1 adds a Redis cache (CACHE_URL, database 1).
@@ -56,8 +63,14 @@ def wait_until(predicate, timeout: float, what: str) -> None:
 class Stack:
     """The whole system on this machine; ``close()`` (also at exit) stops what it started."""
 
-    def __init__(self, name: str = "bench") -> None:
-        for port in (PG_PORT, REDIS_PORT, WEB_PORT):
+    def __init__(self, name: str = "bench", broker: str = "redis") -> None:
+        if broker not in ("redis", "rabbitmq"):
+            raise ValueError(f"broker {broker!r}: redis or rabbitmq")
+        self.broker = broker
+        ports = [PG_PORT, REDIS_PORT, WEB_PORT]
+        if broker == "rabbitmq":
+            ports += [RABBITMQ_PORT, RABBITMQ_DIST_PORT]
+        for port in ports:
             if not _port_free(port):
                 raise RuntimeError(f"port {port} is taken: is another bench or fault run going?")
         self.dir = Path(tempfile.mkdtemp(prefix=f"affise-{name}-"))
@@ -73,7 +86,7 @@ class Stack:
         self._lock = threading.Lock()
         self._supervisor: threading.Thread | None = None
         self._closing = threading.Event()
-        self._pg_started = self._redis_started = False
+        self._pg_started = self._redis_started = self._rabbitmq_started = False
         atexit.register(self.close)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
@@ -223,12 +236,71 @@ class Stack:
     def redis_url(self, db: int) -> str:
         return f"redis://127.0.0.1:{REDIS_PORT}/{db}"
 
+    # --- RabbitMQ -----------------------------------------------------------
+    def _rabbitmq_env(self) -> dict[str, str]:
+        base = self.dir / "rabbitmq"
+        return {
+            **os.environ,
+            "RABBITMQ_NODENAME": RABBITMQ_NODE,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(RABBITMQ_PORT),
+            "RABBITMQ_DIST_PORT": str(RABBITMQ_DIST_PORT),
+            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(base / "log"),
+            "RABBITMQ_PID_FILE": str(base / "pid"),
+            # Nothing of the machine's own node: its config names its port, its
+            # plugins listen on ports of their own.
+            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+            "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+        }
+
+    def _rabbitmqctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["rabbitmqctl", "-q", "-n", RABBITMQ_NODE, *args],
+            env=self._rabbitmq_env(),
+            capture_output=True,
+            text=True,
+            check=check,
+        )
+
+    def start_rabbitmq(self) -> None:
+        base = self.dir / "rabbitmq"
+        if not base.exists():
+            for sub in ("mnesia", "log"):
+                (base / sub).mkdir(parents=True)
+            (base / "rabbitmq.conf").write_text(
+                f"listeners.tcp.default = 127.0.0.1:{RABBITMQ_PORT}\nloopback_users.guest = true\n"
+            )
+            (base / "rabbitmq-env.conf").write_text("")
+            (base / "enabled_plugins").write_text("[].\n")
+            if os.geteuid() == 0:
+                # The Debian wrapper runs the server as the rabbitmq user.
+                for path in [base, *base.rglob("*")]:
+                    shutil.chown(path, "rabbitmq", "rabbitmq")
+        self._rabbitmq_started = True
+        subprocess.run(["rabbitmq-server", "-detached"], env=self._rabbitmq_env(), check=True)
+        wait_until(self.rabbitmq_up, 60, "rabbitmq")
+
+    def rabbitmq_up(self) -> bool:
+        return self._rabbitmqctl("await_startup", "--timeout", "5", check=False).returncode == 0
+
+    def kill_rabbitmq(self) -> None:
+        """SIGKILL the node (a crash, not a clean stop): only what it had on disk remains."""
+        pid = int((self.dir / "rabbitmq" / "pid").read_text().strip())
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: _port_free(RABBITMQ_PORT), 20, "rabbitmq to die")
+
+    @property
+    def rabbitmq_url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{RABBITMQ_PORT}//"
+
     # --- the app ------------------------------------------------------------
     def env(self, **extra: str) -> dict[str, str]:
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("DATABASE_", "CELERY_", "CACHE_", "POSTBACK_"))
+            if not k.startswith(("DATABASE_", "CELERY_", "CACHE_", "POSTBACK_", "REDIS_"))
         }
         env.update(
             DATABASE_URL=self.database_url,
@@ -242,6 +314,9 @@ class Stack:
             LOG_LEVEL="WARNING",
             PYTHONUNBUFFERED="1",
         )
+        if self.broker == "rabbitmq":
+            # RabbitMQ carries the tasks; the Redis beside it chords, clicks and the flag.
+            env.update(CELERY_BROKER_URL=self.rabbitmq_url, REDIS_URL=self.redis_url(0))
         if REDIS_CACHE:
             env["CACHE_URL"] = self.redis_url(1)
         env.update(extra)
@@ -380,6 +455,9 @@ class Stack:
                 check=False,
             )
             self._redis_started = False
+        if self._rabbitmq_started:
+            self._rabbitmqctl("stop", check=False)
+            self._rabbitmq_started = False
         if self._pg_started:
             self.stop_postgres("immediate")
             self._pg_started = False
@@ -387,10 +465,12 @@ class Stack:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def up(self) -> None:
-        """PostgreSQL and Redis, an empty migrated database."""
+        """PostgreSQL, Redis (and RabbitMQ), an empty migrated database."""
         self.start_postgres()
         self.create_database()
         self.start_redis()
+        if self.broker == "rabbitmq":
+            self.start_rabbitmq()
         self.manage("migrate", "--noinput", "-v0")
 
     def flush_redis(self) -> None:

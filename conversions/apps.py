@@ -12,12 +12,12 @@ class ConversionsConfig(AppConfig):
         The panel lives in conversions/panel/, where admin autodiscovery (which
         imports <app>.admin) does not look.
         """
-        from offers.models import Cap, Offer, cap_counting_changed
+        from offers.models import Cap, Offer, cap_counting_changed, count_usage_with
         from partners.models import OfferAccess, Partner
 
         from .intake.clicks import forget_targets
         from .panel import admin  # noqa: F401  (registers the ModelAdmins)
-        from .processing.caps import count_current_period
+        from .processing.caps import count_current_period, usage
 
         # The click path remembers offers' answers for a moment (clicks.target):
         # a change saved in this process applies at once.
@@ -27,4 +27,6 @@ class ConversionsConfig(AppConfig):
                     forget_targets, sender=model, dispatch_uid=f"clicks-{model.__name__}"
                 )
         # A cap that counts something else now starts from a count of its conversions.
+        # The offers app shows a cap's use; the count is of conversions, kept here.
+        count_usage_with(usage)
         cap_counting_changed.connect(count_current_period, sender=Cap, dispatch_uid="caps-count")

@@ -5,10 +5,15 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from offers.macros import SUBS
 from offers.models import MONEY, Offer
 from partners.models import Partner, PartnerPostback
 
-SUB_FIELDS = tuple(f"sub{i}" for i in range(1, 9))
+# A click's sub1..sub8, the macros offers name.
+SUB_FIELDS = SUBS
+# A clickid as made here (new_clickid): 24 lowercase hex characters. Input is
+# lowered before it is matched (intake/params.py).
+CLICKID_PATTERN = "[0-9a-f]{24}"
 
 
 def new_clickid() -> str:
@@ -44,7 +49,8 @@ class Click(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(clickid__regex=r"^[0-9a-f]{24}$"), name="click_clickid_format"
+                condition=models.Q(clickid__regex=f"^{CLICKID_PATTERN}$"),
+                name="click_clickid_format",
             ),
             models.UniqueConstraint(fields=["clickid"], name="click_clickid_unique"),
         ]
@@ -55,6 +61,64 @@ class Click(models.Model):
 
     def __str__(self) -> str:
         return self.clickid
+
+
+class PostbackQuerySet(models.QuerySet):
+    """Every change of a postback's state, each one conditional UPDATE on these rows.
+
+    received -> processing (``claim``) -> accepted / rejected / failed
+    (``settle``); back to received when a publish fails (``release``) or a
+    batch breaks (``retry_or_fail``); rejected / failed -> received by an
+    operator (``requeue``). The condition on the current state is what makes
+    each safe to run twice or concurrently: a row already moved is not matched.
+    """
+
+    def claim(self, *, stale: bool = False, now=None) -> int:
+        """received (or, ``stale``, abandoned processing) -> processing; one more attempt."""
+        State = self.model.State
+        return self.filter(state=State.PROCESSING if stale else State.RECEIVED).update(
+            state=State.PROCESSING,
+            dispatched_at=now or timezone.now(),
+            attempts=models.F("attempts") + 1,
+        )
+
+    def release(self) -> int:
+        """processing -> received, the attempt not counted: its batch was never published."""
+        State = self.model.State
+        return self.filter(state=State.PROCESSING).update(
+            state=State.RECEIVED, attempts=models.F("attempts") - 1
+        )
+
+    def settle(self, state: str, error: str, offer_id, processed_at) -> int:
+        """Write the outcome the callback decided (the rows are locked by it)."""
+        return self.update(state=state, error=error, offer_id=offer_id, processed_at=processed_at)
+
+    def retry_or_fail(self, error: str, max_attempts: int) -> None:
+        """A batch whose processing broke: failed at ``max_attempts``, else received again."""
+        State = self.model.State
+        unfinished = self.filter(state=State.PROCESSING)
+        unfinished.filter(attempts__gte=max_attempts).update(
+            state=State.FAILED, error=error, processed_at=timezone.now()
+        )
+        unfinished.update(state=State.RECEIVED, error=error)
+
+    def fail_abandoned(self, dispatched_before, max_attempts: int) -> int:
+        """processing rows abandoned after ``max_attempts`` attempts -> failed."""
+        State = self.model.State
+        return self.filter(
+            state=State.PROCESSING, dispatched_at__lte=dispatched_before, attempts__gte=max_attempts
+        ).update(
+            state=State.FAILED,
+            error=f"Processing did not finish after {max_attempts} attempts",
+            processed_at=timezone.now(),
+        )
+
+    def requeue(self) -> int:
+        """rejected / failed -> received, attempts from zero (an operator's re-queue)."""
+        State = self.model.State
+        return self.filter(state__in=[State.REJECTED, State.FAILED]).update(
+            state=State.RECEIVED, error="", attempts=0, processed_at=None, dispatched_at=None
+        )
 
 
 class Postback(models.Model):
@@ -85,6 +149,8 @@ class Postback(models.Model):
     )
     dispatched_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PostbackQuerySet.as_manager()
 
     class Meta:
         permissions = [("requeue_postback", "Can re-queue rejected or failed postbacks")]

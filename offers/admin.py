@@ -8,11 +8,8 @@ from django.db import models
 from django.http import HttpRequest
 from django.utils import timezone
 
-from conversions.processing import caps
-from partners.models import OfferAccess
-
 from . import secrecy
-from .models import Advertiser, Cap, Goal, Offer, Payout
+from .models import Advertiser, Cap, Goal, Offer, Payout, usage_of
 
 PERIOD_WORDS = {Cap.Period.DAY: "today", Cap.Period.MONTH: "this month", Cap.Period.ALL: "in total"}
 
@@ -21,7 +18,7 @@ def cap_usage(cap: Cap) -> str:
     """What the cap has used in its current period, e.g. "7 / 10 today"."""
     if cap.pk is None:
         return "-"
-    used = caps.usage(cap, timezone.now())
+    used = usage_of(cap, timezone.now())
     return f"{_plain(used)} / {_plain(cap.limit)} {PERIOD_WORDS[cap.period]}"
 
 
@@ -98,13 +95,6 @@ class CapInline(OfferScopedInline):
         return cap_usage(obj)
 
 
-class OfferAccessInline(admin.TabularInline):
-    model = OfferAccess
-    extra = 0
-    autocomplete_fields = ("partner",)
-    verbose_name_plural = "partners with access (private offers)"
-
-
 class MaskedSecureMixin:
     """A user who may not change the row sees a mask where its secure code is (support)."""
 
@@ -162,7 +152,8 @@ class OfferAdmin(MaskedSecureMixin, admin.ModelAdmin):
     list_select_related = ("advertiser",)
     list_filter = ("status", "privacy", "advertiser")
     search_fields = ("title", "=id")
-    inlines = (GoalInline, PayoutInline, CapInline, OfferAccessInline)
+    # The partners app adds the partners with access (partners/admin.py).
+    inlines = (GoalInline, PayoutInline, CapInline)
     change_form_template = "admin/offers/offer/change_form.html"
 
     def change_view(self, request: HttpRequest, object_id, form_url="", extra_context=None):

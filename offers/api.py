@@ -17,7 +17,7 @@ from affise_proj.api_base import (
 )
 
 from . import secrecy, validators
-from .models import Advertiser, Cap, CapCounter, Goal, Offer, Payout
+from .models import Advertiser, Cap, CapCounter, Goal, Offer, Payout, period_key, usage_of
 
 PERCENT_MAX = Decimal(100)
 
@@ -131,11 +131,9 @@ class CapSerializer(ModelValidatingSerializer):
 
     @extend_schema_field(serializers.DecimalField(max_digits=16, decimal_places=4))
     def get_used(self, cap: Cap) -> str:
-        from conversions.processing.caps import usage
-
         used = getattr(cap, "used_now", None)
         if used is None:  # a cap just written: not read through the annotated queryset
-            used = usage(cap, timezone.now())
+            used = usage_of(cap, timezone.now())
         return f"{used:.4f}"
 
     def validate(self, attrs: dict) -> dict:
@@ -207,8 +205,6 @@ class CapViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
 
     def get_queryset(self):
         """Caps with their current period's usage, in the same query (no query per cap)."""
-        from conversions.processing.caps import period_key
-
         now = timezone.now()
         current_key = Case(
             *(

@@ -1,5 +1,9 @@
+from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection, models, transaction
 from django.db.models.functions import Lower
@@ -273,6 +277,34 @@ class Cap(models.Model):
         """Drop the counters and count the current period afresh (inside the caller's lock)."""
         self.counters.all().delete()
         cap_counting_changed.send(sender=Cap, cap=self)
+
+
+def period_key(cap: Cap, when: datetime) -> str:
+    """The period of ``cap`` that ``when`` falls in (CAP_TIMEZONE): 2026-11-26, 2026-11 or all."""
+    local = when.astimezone(ZoneInfo(settings.CAP_TIMEZONE))
+    if cap.period == Cap.Period.DAY:
+        return local.date().isoformat()
+    if cap.period == Cap.Period.MONTH:
+        return f"{local.year:04d}-{local.month:02d}"
+    return "all"
+
+
+# What a cap uses is counted from conversions, an app built on this one: it
+# registers the counter at start-up (offers imports nothing from it).
+_usage_counter: Callable[[Cap, datetime], Decimal] | None = None
+
+
+def count_usage_with(counter: Callable[[Cap, datetime], Decimal]) -> None:
+    """Register how a cap's use in the period of a moment is counted."""
+    global _usage_counter
+    _usage_counter = counter
+
+
+def usage_of(cap: Cap, when: datetime) -> Decimal:
+    """What ``cap`` uses in the period of ``when`` (by the registered counter)."""
+    if _usage_counter is None:
+        raise RuntimeError("no cap usage counter registered (the conversions app registers it)")
+    return _usage_counter(cap, when)
 
 
 class CapCounter(models.Model):

@@ -3,6 +3,8 @@
 from django.contrib import admin
 from django.db import models
 
+from offers.admin import OfferAdmin
+
 from .models import OfferAccess, Partner, PartnerPostback
 
 
@@ -15,6 +17,19 @@ class OfferAccessInline(admin.TabularInline):
 
 # Django 6 makes https the default scheme of URL form fields; it is the one to suggest now.
 URL_FIELDS = {models.URLField: {"assume_scheme": "https"}}
+
+
+class PartnersWithAccessInline(admin.TabularInline):
+    """On an offer's page: the partners that may run it while it is private."""
+
+    model = OfferAccess
+    extra = 0
+    autocomplete_fields = ("partner",)
+    verbose_name_plural = "partners with access (private offers)"
+
+
+# Offers know nothing of partners: the partners app adds its inline to the offer's page.
+OfferAdmin.inlines = (*OfferAdmin.inlines, PartnersWithAccessInline)
 
 
 class PartnerPostbackInline(admin.TabularInline):

@@ -8,9 +8,8 @@ from affise_proj.api_base import (
     StaffModelPermissions,
     same_offer,
 )
-from conversions.models import Conversion
 
-from .models import OfferAccess, Partner, PartnerPostback
+from .models import CONVERSION_STATUSES, OfferAccess, Partner, PartnerPostback
 
 
 class PartnerSerializer(ModelValidatingSerializer):
@@ -29,7 +28,7 @@ class OfferAccessSerializer(ModelValidatingSerializer):
 
 class PartnerPostbackSerializer(ModelValidatingSerializer):
     statuses = serializers.ListField(
-        child=serializers.ChoiceField(choices=Conversion.Status.choices),
+        child=serializers.ChoiceField(choices=CONVERSION_STATUSES),
         required=False,
         help_text="Conversion statuses this postback fires for; empty = all.",
     )

@@ -46,8 +46,9 @@ class OfferAccess(models.Model):
         return f"{self.partner} → {self.offer}"
 
 
-# Conversion.Status values (conversions imports this app, not the reverse).
-CONVERSION_STATUSES = frozenset({"approved", "pending", "declined", "hold"})
+# The statuses of a conversion (conversions.models.Conversion.Status, which
+# builds on this app; tests/test_models.py holds the two equal), in its order.
+CONVERSION_STATUSES = ("approved", "pending", "declined", "hold")
 
 
 class PartnerPostback(models.Model):
@@ -109,7 +110,9 @@ class PartnerPostback(models.Model):
     def clean(self) -> None:
         if self.goal_id and self.offer_id and self.goal.offer_id != self.offer_id:
             raise ValidationError({"goal": "This goal belongs to another offer."})
-        if not isinstance(self.statuses, list) or not set(self.statuses) <= CONVERSION_STATUSES:
+        if not isinstance(self.statuses, list) or not set(self.statuses) <= set(
+            CONVERSION_STATUSES
+        ):
             raise ValidationError(
                 {"statuses": f"A list of: {', '.join(sorted(CONVERSION_STATUSES))}."}
             )

@@ -43,3 +43,51 @@ def test_compose_refuses_to_run_without_a_secret_key(tmp_path):
         text=True,
     )
     assert given.returncode == 0, given.stderr
+
+
+@pytest.mark.skipif(
+    compose_command() is None, reason="needs a compose client (.ci/run installs one)"
+)
+def test_the_many_hosts_file_runs_web_hosts_behind_a_balancer_on_rabbitmq(tmp_path):
+    """N web hosts each with a disk of its own and its spool importer, M workers, one beat."""
+    import yaml
+
+    env = {name: value for name, value in os.environ.items() if name != "SECRET_KEY"}
+    no_env = tmp_path / "empty.env"
+    no_env.write_text("")
+    command = [*compose_command(), "-f", "docker-compose.hosts.yml", "--env-file", str(no_env)]
+
+    def config(**extra: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [*command, "config"],
+            cwd=settings.BASE_DIR,
+            env={**env, **extra},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    # Both at once: the compose client spends its time waiting, not working.
+    missing = config()
+    given = config(SECRET_KEY="a-long-random-string-for-this-test", WEB_HOSTS="4")
+    out, err = given.communicate()
+    assert given.returncode == 0, err
+    assert missing.wait() != 0
+    assert "set SECRET_KEY to a long random string" in missing.stderr.read()
+
+    services = yaml.safe_load(out)["services"]
+    assert int(services["web"]["deploy"]["replicas"]) == 4
+    assert int(services["worker"]["deploy"]["replicas"]) == 2
+    assert int(services["beat"]["deploy"]["replicas"]) == 1
+    assert "web" in services["lb"]["depends_on"]
+    assert "import_spool --every" in " ".join(services["web"]["command"])
+    for name in ("web", "worker", "beat"):
+        app_env = services[name]["environment"]
+        assert app_env["CELERY_BROKER_URL"].startswith("amqp://")
+        assert app_env["REDIS_URL"].startswith("redis://")
+        # An anonymous volume for var/: each container's spool is its own disk.
+        (volume,) = services[name]["volumes"]
+        if isinstance(volume, dict):  # the compose plugin writes the long form
+            assert volume["target"] == "/var/lib/affise" and not volume.get("source"), volume
+        else:
+            assert volume == "/var/lib/affise"

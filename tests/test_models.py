@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 
 from conversions.models import Click, Conversion, Postback, PostbackDelivery
 from offers.models import Advertiser, Cap, CapCounter, Goal, Offer, Payout
-from partners.models import OfferAccess, Partner, PartnerPostback
+from partners.models import CONVERSION_STATUSES, OfferAccess, Partner, PartnerPostback
 
 pytestmark = pytest.mark.django_db
 
@@ -208,3 +208,7 @@ def test_delivery_is_unique_per_event_and_attempt(offer, partner, click):
 def test_advertiser_defaults():
     adv = Advertiser.objects.create(name="A")
     assert (adv.secure, adv.allowed_ips) == ("", [])
+
+
+def test_partner_postback_statuses_are_the_conversion_statuses():
+    assert tuple(Conversion.Status.values) == CONVERSION_STATUSES

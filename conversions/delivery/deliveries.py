@@ -19,35 +19,38 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
+from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
+from conversions.intake.params import STATUS_CODES as ADVERTISER_STATUS_CODES
+from conversions.models import SUB_FIELDS, Conversion, PostbackDelivery
 from offers.macros import fill
+from partners.models import PartnerPostback
 
 from . import tracker_call
 
-if TYPE_CHECKING:
-    from conversions.models import Conversion, PostbackDelivery
-    from partners.models import PartnerPostback
-
 log = logging.getLogger(__name__)
+
+# The task that sends one row (tasks.py): an explicit name kept from the first
+# layout, so messages already queued under it keep working.
+DELIVER_TASK = "partners.tasks.deliver"
 
 # A pending row not sent this long after it was published is published again
 # by beat (a lost publish, a worker that died before claiming it).
 PUBLISH_LEASE = timedelta(seconds=120)
 # How much of the partner's answer is kept on the row.
 STORED_RESPONSE_CHARS = 1024
-STATUS_CODES = {"approved": 1, "pending": 2, "declined": 3, "hold": 5}
+# The {status} macro: the code an advertiser sends for the status (1/2/3/5).
+STATUS_CODES = {status: int(code) for code, status in ADVERTISER_STATUS_CODES.items()}
 NOT_SENT_DISABLED = "Not sent: the partner postback is disabled"
 
 
 def enabled_postbacks(partner_ids: Iterable[int]) -> dict[int, list["PartnerPostback"]]:
     """Every enabled postback of these partners, by partner: one query for a batch."""
-    from partners.models import PartnerPostback
 
     pool: dict[int, list[PartnerPostback]] = {pid: [] for pid in partner_ids}
     for pp in PartnerPostback.objects.select_related("goal").filter(
@@ -107,19 +110,17 @@ def macro_values(conversion: "Conversion") -> dict[str, object]:
         "date": timezone.localtime(conversion.created_at).date().isoformat(),
         "timestamp": int(conversion.created_at.timestamp()),
     }
-    for i in range(1, 9):
-        values[f"sub{i}"] = getattr(click, f"sub{i}", "") if click else ""
+    for name in SUB_FIELDS:
+        values[name] = getattr(click, name, "") if click else ""
     return values
 
 
 def _publish_after_commit(ids: list[int], countdown: float = 0) -> None:
     def send() -> None:
-        from .tasks import deliver
-
         for pk in ids:
             # A failed publish leaves the row pending: beat publishes it when due.
             try:
-                deliver.apply_async((pk,), countdown=countdown or None)
+                current_app.send_task(DELIVER_TASK, (pk,), countdown=countdown or None)
             except Exception:
                 log.warning("publish of delivery %s failed; beat will retry it", pk, exc_info=True)
 
@@ -134,7 +135,6 @@ def fire(conversion: "Conversion", pool: list["PartnerPostback"] | None = None) 
     status. The event is ``conversion.version``: firing twice for one event
     adds nothing (unique per postback, conversion, event, attempt).
     """
-    from conversions.models import PostbackDelivery
 
     postbacks = matching(conversion, pool)
     if not postbacks:
@@ -204,7 +204,6 @@ def resend(delivery_ids: Iterable[int]) -> int:
 
     Returns how many attempts were queued.
     """
-    from conversions.models import PostbackDelivery
 
     queued = []
     now = timezone.now()
@@ -218,7 +217,6 @@ def resend(delivery_ids: Iterable[int]) -> int:
 
 def resend_conversion(conversion_id: int) -> int:
     """Resend the latest event of a conversion to every partner postback it went to."""
-    from conversions.models import PostbackDelivery
 
     rows = PostbackDelivery.objects.filter(conversion_id=conversion_id)
     event = rows.aggregate(n=Max("event"))["n"]
@@ -236,8 +234,18 @@ def retry_delay(attempt: int) -> int | None:
     return delays[attempt - 1] if attempt <= len(delays) else None
 
 
-def _visibility_timeout() -> float:
-    return settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
+def countdown_for(delay: int) -> int | None:
+    """``delay`` as a Celery countdown, or None when it is beat's to publish when due.
+
+    With late acks a countdown task is held unacknowledged for its whole wait
+    and then its run (at most CELERY_TASK_TIME_LIMIT). Past BROKER_ACK_TIMEOUT
+    the broker acts on it: Redis hands it to another worker (a second call),
+    RabbitMQ closes the worker's channel (consumer_timeout). So only waits that
+    end, run included, inside that bound are countdowns.
+    """
+    if delay + settings.CELERY_TASK_TIME_LIMIT < settings.BROKER_ACK_TIMEOUT:
+        return delay
+    return None
 
 
 def _schedule_retry(row: "PostbackDelivery", now: datetime) -> None:
@@ -260,16 +268,13 @@ def _schedule_retry(row: "PostbackDelivery", now: datetime) -> None:
     except IntegrityError:
         # A concurrent resend took that attempt number: that row carries the event on.
         return
-    # A countdown lives in the broker unacknowledged; one longer than the
-    # visibility timeout would be redelivered early, so long waits are beat's.
-    if delay < _visibility_timeout():
-        _publish_after_commit([retry.pk], countdown=delay)
+    # Long waits live only in next_retry_at, for beat (countdown_for).
+    if (countdown := countdown_for(delay)) is not None:
+        _publish_after_commit([retry.pk], countdown=countdown)
 
 
 def _record_failure(pp_id: int, error: str, now: datetime) -> None:
     """Count a failed attempt; disable the postback after PARTNER_POSTBACK_DISABLE_AFTER in a row."""
-    from conversions.models import PostbackDelivery
-    from partners.models import PartnerPostback
 
     PartnerPostback.objects.filter(pk=pp_id).update(
         consecutive_failures=F("consecutive_failures") + 1
@@ -301,8 +306,6 @@ def attempt(delivery_id: int) -> str:
     one transaction record the outcome, count the failure or reset the
     count, and schedule the next attempt of a retryable failure.
     """
-    from conversions.models import PostbackDelivery
-    from partners.models import PartnerPostback
 
     State = PostbackDelivery.State
     claimed = PostbackDelivery.objects.filter(
@@ -349,9 +352,6 @@ def publish_due(limit: int = 1000) -> int:
     tick does not publish it again while it waits in the queue, and does if
     the message was lost.
     """
-    from conversions.models import PostbackDelivery
-
-    from .tasks import deliver
 
     now = timezone.now()
     with transaction.atomic():
@@ -368,7 +368,7 @@ def publish_due(limit: int = 1000) -> int:
         PostbackDelivery.objects.filter(pk__in=ids).update(next_retry_at=now + PUBLISH_LEASE)
     for pk in ids:
         with contextlib.suppress(Exception):
-            deliver.delay(pk)
+            current_app.send_task(DELIVER_TASK, (pk,))
     close_interrupted(now)
     return len(ids)
 
@@ -379,7 +379,6 @@ def close_interrupted(now: datetime) -> int:
     The call may have reached the partner, and a delivery is sent at most
     once, so it is left for support to resend.
     """
-    from conversions.models import PostbackDelivery
 
     limit = getattr(settings, "CELERY_TASK_TIME_LIMIT", 300) or 300
     return PostbackDelivery.objects.filter(

@@ -5,7 +5,7 @@ from celery import shared_task
 from . import deliveries
 
 
-@shared_task(name="partners.tasks.deliver", ignore_result=True)
+@shared_task(name=deliveries.DELIVER_TASK, ignore_result=True)
 def deliver(delivery_id: int) -> str:
     """Send one PostbackDelivery row; a second run of the same row sends nothing."""
     return deliveries.attempt(delivery_id)

@@ -39,7 +39,9 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 from redis.exceptions import RedisError
 
-from conversions.models import SUB_FIELDS, Click
+from conversions.models import CLICKID_PATTERN, SUB_FIELDS, Click
+from offers.models import Offer
+from partners.models import Partner
 
 from .redis_connection import KeptConnection
 
@@ -61,7 +63,7 @@ _blocked_until = 0.0
 FIELDS = ("ip", "user_agent", "referrer", "country", *SUB_FIELDS)
 COLUMNS = ("clickid", "offer_id", "partner_id", "created_at", *FIELDS)
 _TYPES = {"offer_id": "bigint", "partner_id": "bigint", "created_at": "timestamptz", "ip": "inet"}
-CLICKID_RE = re.compile(r"[0-9a-f]{24}")
+CLICKID_RE = re.compile(CLICKID_PATTERN)
 
 
 class _Stream:
@@ -205,9 +207,6 @@ def _decode(entries) -> list[tuple]:
 
 @functools.cache
 def _insert_sql() -> str:
-    from offers.models import Offer
-    from partners.models import Partner
-
     # PostgreSQL reads the entries' JSON itself: no per-value work here.
     values = ", ".join(
         f"(j->>{i})::{_TYPES[c]}" if c in _TYPES else f"j->>{i}" for i, c in enumerate(COLUMNS)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
+from psycopg.types.numeric import Int8
 
 from conversions.models import SUB_FIELDS, Click, new_clickid
 from offers.models import Offer
@@ -98,8 +99,6 @@ def target(offer_id: int, pid: int) -> Target | None:
         return known[0]
     params = {**_STATUS_PARAMS, "offer_id": offer_id, "pid": pid}
     if connection.vendor == "postgresql":
-        from psycopg.types.numeric import Int8
-
         params.update(offer_id=Int8(offer_id), pid=Int8(pid))
     try:
         row = statements.fetch_one(_target_sql(), params, prepare=connection.vendor == "postgresql")
@@ -141,8 +140,6 @@ def record(offer_id: int, pid: int, **fields) -> tuple[Target | None, str | None
 def _record_in_one_statement(
     params: dict, clickid: str, fields: dict
 ) -> tuple[Target | None, str | None]:
-    from psycopg.types.numeric import Int8
-
     offer_id, pid = params["offer_id"], params["pid"]
     row = statements.fetch_one(
         _record_sql(),

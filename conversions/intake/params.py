@@ -16,16 +16,12 @@ from functools import cache
 
 from django.db import models
 
-from conversions.models import Conversion, Postback
+from conversions.models import CLICKID_PATTERN, Conversion, Postback
+from conversions.outcomes import Rejection
 
 from .addresses import valid_ip
 
-MISSING_CLICKID = "Missing mandatory parameter clickid"
-INVALID_CLICKID = "Click_id: invalid format"
-INVALID_STATUS = "Invalid parameter status"
-INVALID_SUM = "Invalid parameter sum"
-
-CLICKID_RE = re.compile(r"^[0-9a-fA-F]{24}$")
+CLICKID_RE = re.compile(f"^{CLICKID_PATTERN}$", re.IGNORECASE)
 STATUS_CODES = {"1": "approved", "2": "pending", "3": "declined", "5": "hold"}
 MAX_SUM = Decimal("1e11")
 CUSTOM_FIELDS = tuple(f"custom_field{i}" for i in range(1, 8))
@@ -128,6 +124,7 @@ class Param:
     column: tuple[type[models.Model], str] | None = None
     length: int | None = None  # for a value with no column of its own
     invalid: str = ""  # the rejection for a value the normaliser refuses
+    missing: str = ""  # the rejection for a mandatory parameter not sent
 
     def fit(self, value):
         if not isinstance(value, str):
@@ -138,9 +135,14 @@ class Param:
 
 
 PARAMS: dict[str, Param] = {
-    "clickid": Param(("clickid", "click_id"), _clickid, invalid=INVALID_CLICKID),
-    "status": Param(("status",), _status, invalid=INVALID_STATUS),
-    "sum": Param(("sum",), _sum, invalid=INVALID_SUM),
+    "clickid": Param(
+        ("clickid", "click_id"),
+        _clickid,
+        invalid=Rejection.INVALID_CLICKID,
+        missing=Rejection.MISSING_CLICKID,
+    ),
+    "status": Param(("status",), _status, invalid=Rejection.INVALID_STATUS),
+    "sum": Param(("sum",), _sum, invalid=Rejection.INVALID_SUM),
     "goal": Param(("goal",), _goal, column=(Conversion, "goal")),
     "action_id": Param(("action_id",), column=(Conversion, "action_id")),
     "ip": Param(("ip",), _ip),
@@ -153,8 +155,11 @@ PARAMS: dict[str, Param] = {
 def normalised(sent: dict, name: str):
     """The parameter ``name`` of ``sent`` normalised (not cut); Rejected if it is invalid."""
     spec = PARAMS[name]
+    text = raw(sent, *spec.names)
+    if spec.missing and not text:
+        raise Rejected(spec.missing)
     try:
-        return spec.normalise(raw(sent, *spec.names))
+        return spec.normalise(text)
     except ValueError:
         raise Rejected(spec.invalid) from None
 

@@ -6,6 +6,7 @@ parameters on the client and never prepares; planning these statements cost
 as much as running them), on the connection Django manages for the request.
 """
 
+import psycopg
 from django.db import InterfaceError, NotSupportedError, OperationalError, connection
 
 
@@ -56,6 +57,4 @@ def _worth_a_retry(exc: Exception) -> bool:
 
 def _server_cursor():
     """A psycopg cursor with server-side binding on Django's own connection."""
-    import psycopg
-
     return psycopg.Cursor(connection.connection)

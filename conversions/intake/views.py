@@ -16,9 +16,11 @@ from django.http import (
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
+from psycopg.types.json import Jsonb
 
 from conversions.models import SUB_FIELDS, Postback, new_postback_id
 from conversions.processing import dispatch
+from conversions.processing.settlement import process_inline
 from offers.macros import fill
 
 from . import clicks, spool, statements
@@ -173,8 +175,6 @@ def postback(request: HttpRequest) -> HttpResponse:
             )
 
     if settings.POSTBACK_PROCESSING == "sync":
-        from conversions.processing.settlement import process_inline
-
         state, error = process_inline(row.id)
         if state == Postback.State.ACCEPTED:
             return JsonResponse({"status": 1})
@@ -237,8 +237,6 @@ def _store(row: Postback) -> bool:
             # Stored: the sweeper dispatches it.
             log.warning("could not raise the dispatch flag", exc_info=True)
             return False
-    from psycopg.types.json import Jsonb
-
     params = {name: getattr(row, name) for name in _POSTBACK_COLUMNS}
     params["params"] = Jsonb(row.params)
     return statements.fetch_one(_insert_postback_sql(), params, prepare=True)[0]

@@ -16,9 +16,11 @@ from django.utils.html import format_html
 from import_export.admin import ImportExportMixin
 from import_export.results import RowResult
 
+from conversions.delivery import deliveries
+from conversions.intake.params import CLICKID_RE
 from conversions.models import Click, Conversion, Postback, PostbackDelivery
+from conversions.outcomes import DECLINES_GIVEN, Decline, Rejection
 from conversions.processing import dispatch, statuses
-from conversions.processing.checks import CLICKID_RE
 from offers import secrecy
 from offers.models import Goal
 
@@ -39,31 +41,6 @@ STATUS_COLOURS = {
     Postback.State.FAILED: "#6a1b9a",
     PostbackDelivery.State.DELIVERED: "#2e7d32",
 }
-
-# DESIGN.md's outcome strings: the reason and error filters offer these
-# instead of a DISTINCT over millions of rows.
-DECLINE_REASONS = (
-    "Partner is disabled",
-    "Partner is banned",
-    "Click session lifespan is expired",
-    "Min click session lifespan is not reached",
-    "Payments not found",
-    "Declined via advertiser's postback",
-    "Cap is reached",
-    statuses.MANAGER_DECLINE_REASON,
-)
-REJECTION_ERRORS = (
-    "Missing mandatory parameter clickid",
-    "Click_id: invalid format",
-    "Invalid parameter status",
-    "Invalid parameter sum",
-    "Click not found",
-    "Offer disabled",
-    "Access denied",
-    "Current IP-address is denied",
-    "Conversion status is not pending",
-    "Conversion exists",
-)
 
 
 def _params_block(params: dict) -> str:
@@ -118,14 +95,14 @@ class FixedChoicesFilter(admin.SimpleListFilter):
 class ReasonFilter(FixedChoicesFilter):
     title = "reason"
     parameter_name = "reason"
-    choices_list = DECLINE_REASONS
+    choices_list = DECLINES_GIVEN
     empty_label = "(no reason)"
 
 
 class ErrorFilter(FixedChoicesFilter):
     title = "error"
     parameter_name = "error"
-    choices_list = REJECTION_ERRORS
+    choices_list = tuple(Rejection)
     empty_label = "(no error)"
 
 
@@ -344,7 +321,7 @@ class ConversionAdmin(FastListMixin, ImportExportMixin, ReadOnlyMixin, admin.Mod
         self._change_status(request, queryset, S.APPROVED, "Approved")
 
     @admin.action(
-        description="Decline selected conversions (Rejected by a manager)",
+        description=f"Decline selected conversions ({Decline.BY_MANAGER})",
         permissions=["change"],
     )
     def decline(self, request, queryset):
@@ -494,9 +471,7 @@ class PostbackDeliveryAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.action(description="Resend selected deliveries", permissions=["resend"])
     def resend(self, request, queryset):
-        from conversions.delivery.deliveries import resend
-
-        count = resend(list(queryset.values_list("pk", flat=True)))
+        count = deliveries.resend(list(queryset.values_list("pk", flat=True)))
         self.message_user(
             request,
             f"Queued {count} new delivery attempt{'s' if count != 1 else ''}.",

@@ -16,11 +16,18 @@ from rest_framework.response import Response
 from affise_proj.api_base import DateTimeRangeFilter, StaffModelPermissions
 from conversions.delivery import deliveries
 from conversions.intake.params import STATUS_CODES
-from conversions.models import Click, Conversion, Postback, PostbackDelivery
+from conversions.models import (
+    CLICKID_PATTERN,
+    SUB_FIELDS,
+    Click,
+    Conversion,
+    Postback,
+    PostbackDelivery,
+)
+from conversions.outcomes import Decline
 from conversions.processing import dispatch, statuses
 from offers import secrecy
 
-CLICKID_RE = "[0-9a-f]{24}"
 REQUEUE_SLICE = 1000
 
 RequeuedSerializer = inline_serializer(
@@ -36,7 +43,7 @@ class ClickSerializer(serializers.ModelSerializer):
             "clickid",
             "offer",
             "partner",
-            *(f"sub{i}" for i in range(1, 9)),
+            *SUB_FIELDS,
             "ip",
             "user_agent",
             "referrer",
@@ -215,7 +222,7 @@ class ClickViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [StaffModelPermissions]
     filterset_class = ClickFilter
     lookup_field = "clickid"
-    lookup_value_regex = CLICKID_RE
+    lookup_value_regex = CLICKID_PATTERN
 
 
 class PostbackViewSet(viewsets.ReadOnlyModelViewSet):
@@ -325,7 +332,7 @@ class ConversionViewSet(
         description=(
             "Change a conversion's status (and reason) as a manager: the allowed "
             "transitions are conversions.processing.statuses.MANAGER_TRANSITIONS; a decline's "
-            'reason is "Rejected by a manager". Partner postbacks fire for the change.'
+            f'reason is "{Decline.BY_MANAGER}". Partner postbacks fire for the change.'
         ),
     )
     def partial_update(self, request, *args, **kwargs):

@@ -13,25 +13,22 @@ decline / set pending actions.
 """
 
 import re
-from decimal import Decimal
 
 import tablib
 from django.core.exceptions import ValidationError
 from import_export import fields, resources, widgets
 from import_export.formats.base_formats import CSV
 
+from conversions.delivery.deliveries import fire
+from conversions.intake import params
 from conversions.intake.params import (
     CLICKID_RE,
-    INVALID_CLICKID,
-    INVALID_STATUS,
-    INVALID_SUM,
     STATUS_CODES,
-    parse_sum,
 )
 from conversions.models import Click, Conversion
+from conversions.outcomes import Decline, Rejection
 from conversions.processing import caps
-from conversions.processing.checks import CLICK_NOT_FOUND, amounts, select_payout
-from conversions.processing.statuses import MANAGER_DECLINE_REASON
+from conversions.processing.checks import amounts, select_payout
 from offers.models import Goal, Offer, Payout
 from partners.models import Partner
 
@@ -80,24 +77,19 @@ class ClickWidget(widgets.ForeignKeyWidget):
         if not value:
             return None
         if not CLICKID_RE.match(value):
-            raise ValueError(INVALID_CLICKID)
+            raise ValueError(Rejection.INVALID_CLICKID)
         try:
             return Click.objects.get(clickid=value.lower())
         except Click.DoesNotExist:
-            raise ValueError(CLICK_NOT_FOUND) from None
+            raise ValueError(Rejection.CLICK_NOT_FOUND) from None
 
 
 class SumWidget(widgets.DecimalWidget):
-    """The postback's sum rule (checks.parse_sum): a finite amount, not negative; empty = 0."""
+    """The postback's sum, by the parameter table: a finite amount, not negative; empty = 0."""
 
     def clean(self, value, row=None, **kwargs):
-        raw = str(value if value is not None else "").strip()
-        if not raw:
-            return Decimal(0)
-        amount = parse_sum(raw)
-        if amount is None:
-            raise ValueError(INVALID_SUM)
-        return amount
+        # Rejected (a ValueError) carries the postback's rejection, Invalid parameter sum.
+        return params.value({"sum": "" if value is None else str(value)}, "sum")
 
 
 class StatusWidget(widgets.CharWidget):
@@ -107,7 +99,7 @@ class StatusWidget(widgets.CharWidget):
         raw = str(value if value is not None else "").strip().lower()
         status = STATUS_CODES.get(raw, raw) or S.APPROVED
         if status not in S.values:
-            raise ValueError(INVALID_STATUS)
+            raise ValueError(Rejection.INVALID_STATUS)
         if status not in IMPORT_STATUSES:
             raise ValueError("Status must be approved, pending or declined (or 1, 2, 3).")
         return status
@@ -203,11 +195,9 @@ class ConversionResource(resources.ModelResource):
                 conversion.revenue, conversion.payout = amounts(rule, conversion.sum)
         conversion.currency = conversion.offer.currency
         if conversion.status == S.DECLINED:
-            conversion.reason = MANAGER_DECLINE_REASON
+            conversion.reason = Decline.BY_MANAGER
 
     def after_save_instance(self, instance, row, **kwargs):
-        from conversions.delivery.deliveries import fire
-
         if kwargs.get("dry_run"):
             return
         if instance.status != S.DECLINED:

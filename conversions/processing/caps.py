@@ -30,7 +30,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from conversions.models import Conversion
-from offers.models import Cap, CapCounter, lock_caps_of
+from offers.models import Cap, CapCounter, lock_caps_of, period_key
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +53,6 @@ def applicable(caps: Iterable[Cap], goal: str | None, partner_id: int) -> list[C
         ),
         key=lambda cap: cap.pk,
     )
-
-
-def period_key(cap: Cap, when: datetime) -> str:
-    local = when.astimezone(ZoneInfo(settings.CAP_TIMEZONE))
-    if cap.period == Cap.Period.DAY:
-        return local.date().isoformat()
-    if cap.period == Cap.Period.MONTH:
-        return f"{local.year:04d}-{local.month:02d}"
-    return "all"
 
 
 def period_bounds(cap: Cap, key: str) -> tuple[datetime | None, datetime | None]:

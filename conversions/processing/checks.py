@@ -1,10 +1,12 @@
 """Per-parameter checks of a batch of postbacks.
 
 Each check takes the batch (a list of postback dicts, arrival order) and
-returns ``{postback_id: verdict}``. A verdict is ``{}`` (nothing to say),
-``{"reject": message}``, ``{"decline": reason}``, and may carry ``data`` the
-callback uses. Checks never raise for a business failure, read with one
-query per table for the whole batch, and write nothing: the callback decides.
+returns ``{postback_id: Verdict}`` (verdicts.py): nothing to say, a
+rejection, a decline, and what it read that the callback uses. Checks never
+raise for a business failure and read with one query per table for the
+whole batch; they write no outcome (the callback decides). A check that
+misses a clickid flushes the click buffer first (a click may still be
+there), which only moves clicks into their table.
 """
 
 import hmac
@@ -20,16 +22,25 @@ from django.utils import timezone
 from conversions.intake import click_buffer, params
 from conversions.intake.params import CLICKID_RE, CUSTOM_FIELDS, parse_sum
 from conversions.models import Click, Conversion
-from offers.models import Cap, CapCounter, Goal, Payout
+from conversions.outcomes import Decline, Rejection
+from offers.models import Cap, CapCounter, Goal, Payout, period_key
 from offers.validators import ip_allowed
 from partners.models import Partner
 
 from . import caps
-
-CLICK_NOT_FOUND = "Click not found"
+from .verdicts import (
+    NOTHING,
+    CapUse,
+    ClickSeen,
+    Existing,
+    GoalPayout,
+    OfferTerms,
+    Params,
+    Verdict,
+    Verdicts,
+)
 
 Batch = list[dict]
-Verdicts = dict[str, dict]
 
 
 def param(pb: dict, *names: str) -> str:
@@ -67,10 +78,11 @@ def _clicks(batch: Batch, *related: str) -> dict[str, Click]:
     return found
 
 
-def _per_click(batch: Batch, related: tuple, judge: Callable[[dict, Click], dict]) -> Verdicts:
+def _per_click(batch: Batch, related: tuple, judge: Callable[[dict, Click], Verdict]) -> Verdicts:
     clicks = _clicks(batch, *related)
     return {
-        pb["id"]: judge(pb, click) if (click := clicks.get(clickid_of(pb))) else {} for pb in batch
+        pb["id"]: judge(pb, click) if (click := clicks.get(clickid_of(pb))) else NOTHING
+        for pb in batch
     }
 
 
@@ -80,28 +92,24 @@ def check_params(batch: Batch) -> Verdicts:
     for pb in batch:
         sent = pb["params"]
         try:
-            if not params.raw(sent, *params.PARAMS["clickid"].names):
-                raise params.Rejected(params.MISSING_CLICKID)
+            # In DESIGN.md's order: clickid (missing, then invalid), status, sum.
             checked = {name: params.value(sent, name) for name in ("clickid", "status", "sum")}
         except params.Rejected as exc:
-            verdicts[pb["id"]] = {"reject": str(exc)}
+            verdicts[pb["id"]] = Verdict(reject=str(exc))
             continue
         custom = {name: params.value(sent, name) for name in CUSTOM_FIELDS}
-        verdict = {
-            "data": {
-                "status": checked["status"],
-                "sum": str(checked["sum"]),
-                "sum_sent": bool(params.raw(sent, "sum")),
-                "action_id": params.value(sent, "action_id"),
-                "ip": params.value(sent, "ip"),
-                "comment": params.value(sent, "comment"),
-                "currency": params.value(sent, "currency"),
-                "custom_fields": {name: value for name, value in custom.items() if value},
-            }
-        }
-        if checked["status"] == Conversion.Status.DECLINED:
-            verdict["decline"] = "Declined via advertiser's postback"
-        verdicts[pb["id"]] = verdict
+        data = Params(
+            status=checked["status"],
+            sum=checked["sum"],
+            sum_sent=bool(params.raw(sent, "sum")),
+            action_id=params.value(sent, "action_id"),
+            ip=params.value(sent, "ip"),
+            comment=params.value(sent, "comment"),
+            currency=params.value(sent, "currency"),
+            custom_fields={name: value for name, value in custom.items() if value},
+        )
+        declined = checked["status"] == Conversion.Status.DECLINED
+        verdicts[pb["id"]] = Verdict(decline=Decline.BY_ADVERTISER if declined else "", data=data)
     return verdicts
 
 
@@ -111,32 +119,26 @@ def check_click(batch: Batch) -> Verdicts:
     for pb in batch:
         click = clicks.get(clickid_of(pb))
         if click is None:
-            verdicts[pb["id"]] = {"reject": CLICK_NOT_FOUND}
+            verdicts[pb["id"]] = Verdict(reject=Rejection.CLICK_NOT_FOUND)
         else:
-            verdicts[pb["id"]] = {
-                "data": {
-                    "id": click.pk,
-                    "offer_id": click.offer_id,
-                    "partner_id": click.partner_id,
-                    "country": click.country,
-                    "created_at": click.created_at.isoformat(),
-                }
-            }
+            verdicts[pb["id"]] = Verdict(
+                data=ClickSeen(
+                    id=click.pk,
+                    offer_id=click.offer_id,
+                    partner_id=click.partner_id,
+                    country=click.country,
+                    created_at=click.created_at,
+                )
+            )
     return verdicts
 
 
 def check_offer(batch: Batch) -> Verdicts:
-    def judge(pb: dict, click: Click) -> dict:
+    def judge(pb: dict, click: Click) -> Verdict:
         offer = click.offer
         if offer.status == offer.Status.DISABLED:
-            return {"reject": "Offer disabled"}
-        return {
-            "data": {
-                "currency": offer.currency,
-                "hold_period": offer.hold_period,
-                "default_status": offer.default_status,
-            }
-        }
+            return Verdict(reject=Rejection.OFFER_DISABLED)
+        return Verdict(data=OfferTerms(offer.currency, offer.hold_period, offer.default_status))
 
     return _per_click(batch, ("offer",), judge)
 
@@ -144,48 +146,48 @@ def check_offer(batch: Batch) -> Verdicts:
 def check_secure(batch: Batch) -> Verdicts:
     platform = settings.POSTBACK_SECURE
 
-    def judge(pb: dict, click: Click) -> dict:
+    def judge(pb: dict, click: Click) -> Verdict:
         offer = click.offer
         codes = [code for code in (offer.secure, offer.advertiser.secure, platform) if code]
         if not codes:
-            return {}
+            return NOTHING
         sent = param(pb, "secure").encode()
         # Constant-time comparison against every configured code.
         if any(hmac.compare_digest(sent, code.encode()) for code in codes):
-            return {}
-        return {"reject": "Access denied"}
+            return NOTHING
+        return Verdict(reject=Rejection.ACCESS_DENIED)
 
     return _per_click(batch, ("offer__advertiser",), judge)
 
 
 def check_ip(batch: Batch) -> Verdicts:
-    def judge(pb: dict, click: Click) -> dict:
+    def judge(pb: dict, click: Click) -> Verdict:
         networks = [*click.offer.allowed_ips, *click.offer.advertiser.allowed_ips]
-        return {} if ip_allowed(pb["ip"], networks) else {"reject": "Current IP-address is denied"}
+        return NOTHING if ip_allowed(pb["ip"], networks) else Verdict(reject=Rejection.IP_DENIED)
 
     return _per_click(batch, ("offer__advertiser",), judge)
 
 
 def check_partner(batch: Batch) -> Verdicts:
-    def judge(pb: dict, click: Click) -> dict:
+    def judge(pb: dict, click: Click) -> Verdict:
         if click.partner.status == Partner.Status.DISABLED:
-            return {"decline": "Partner is disabled"}
+            return Verdict(decline=Decline.PARTNER_DISABLED)
         if click.partner.status == Partner.Status.BANNED:
-            return {"decline": "Partner is banned"}
-        return {}
+            return Verdict(decline=Decline.PARTNER_BANNED)
+        return NOTHING
 
     return _per_click(batch, ("partner",), judge)
 
 
 def check_lifespan(batch: Batch) -> Verdicts:
-    def judge(pb: dict, click: Click) -> dict:
+    def judge(pb: dict, click: Click) -> Verdict:
         # Measured at receipt, not at processing: queueing never expires a click.
         age = datetime.fromisoformat(pb["received_at"]) - click.created_at
         if age > timedelta(hours=click.offer.click_lifespan):
-            return {"decline": "Click session lifespan is expired"}
+            return Verdict(decline=Decline.CLICK_EXPIRED)
         if age < timedelta(seconds=click.offer.min_click_lifespan):
-            return {"decline": "Min click session lifespan is not reached"}
-        return {}
+            return Verdict(decline=Decline.CLICK_TOO_YOUNG)
+        return NOTHING
 
     return _per_click(batch, ("offer",), judge)
 
@@ -231,24 +233,17 @@ def check_payout(batch: Batch) -> Verdicts:
     verdicts = {}
     for pb, click, goal in _with_click_and_goal(batch, clicks, goals):
         if click is None:
-            verdicts[pb["id"]] = {}
+            verdicts[pb["id"]] = NOTHING
             continue
         rule = goal and select_payout(rules.get(goal.pk, []), click.partner_id, click.country)
         if rule is None:
-            verdicts[pb["id"]] = {
-                "decline": "Payments not found",
-                "data": {"goal": goal.value if goal else unknown_goal(pb), "goal_id": None},
-            }
+            verdicts[pb["id"]] = Verdict(
+                decline=Decline.PAYMENTS_NOT_FOUND,
+                data=GoalPayout(goal=goal.value if goal else unknown_goal(pb)),
+            )
             continue
         revenue, payout = amounts(rule, parse_sum(param(pb, "sum")) or Decimal(0))
-        verdicts[pb["id"]] = {
-            "data": {
-                "goal": goal.value,
-                "goal_id": goal.pk,
-                "revenue": str(revenue),
-                "payout": str(payout),
-            }
-        }
+        verdicts[pb["id"]] = Verdict(data=GoalPayout(goal.value, goal.pk, revenue, payout))
     return verdicts
 
 
@@ -297,7 +292,11 @@ def conversions_by_key(keys: set[tuple], *, lock: bool = False) -> dict[tuple, C
 
 
 def check_duplicate(batch: Batch) -> Verdicts:
-    """Early word on duplicates; the callback settles them under the unique constraints."""
+    """The existing conversions each postback speaks of, as read now (one query).
+
+    The callback locks these and checks that they still carry the keys; one
+    made since is met on the unique constraints when the callback inserts.
+    """
     clicks = _clicks(batch)
     goals = _goals(clicks)
     keys = {}
@@ -310,57 +309,50 @@ def check_duplicate(batch: Batch) -> Verdicts:
                 click.pk,
             )
     found = conversions_by_key({key for pb_keys in keys.values() for key in pb_keys})
-    verdicts = {}
-    for pb in batch:
-        conv = next((found[key] for key in keys.get(pb["id"], ()) if key in found), None)
-        if not conv:
-            verdicts[pb["id"]] = {}
-        elif not param(pb, "status"):
-            verdicts[pb["id"]] = {"reject": "Conversion exists", "data": {"conversion": conv.pk}}
-        elif conv.status != Conversion.Status.PENDING:
-            verdicts[pb["id"]] = {
-                "reject": "Conversion status is not pending",
-                "data": {"conversion": conv.pk},
-            }
-        else:
-            verdicts[pb["id"]] = {"data": {"conversion": conv.pk}}
-    return verdicts
+    return {
+        pb["id"]: Verdict(
+            data=Existing(sorted({found[key].pk for key in keys[pb["id"]] if key in found}))
+        )
+        if pb["id"] in keys
+        else NOTHING
+        for pb in batch
+    }
 
 
 def check_cap(batch: Batch) -> Verdicts:
-    """Early word on caps, as counted now; the callback spends them atomically."""
+    """What each cap over each postback's offer uses in the period of now (a count where
+    no counter exists yet): the callback makes missing counters from it under its locks."""
     clicks = _clicks(batch)
-    goals = _goals(clicks)
     offer_caps: dict[int, list[Cap]] = {}
     offers = {c.offer_id for c in clicks.values()}
-    for cap in Cap.objects.filter(offer_id__in=offers).select_related("goal"):
+    for cap in Cap.objects.filter(offer_id__in=offers).order_by("pk"):
         offer_caps.setdefault(cap.offer_id, []).append(cap)
+    # A conversion counts in the period of its creation: about now.
+    now = timezone.now()
+    wanted = {(cap.pk, period_key(cap, now)): cap for kept in offer_caps.values() for cap in kept}
     counters = {
         (c.cap_id, c.period_key): c.used
         for c in CapCounter.objects.filter(cap__offer_id__in=list(offer_caps))
+        if (c.cap_id, c.period_key) in wanted
     }
-    # A conversion counts in the period of its creation: about now.
-    now = timezone.now()
-    verdicts = {}
-    for pb, click, goal in _with_click_and_goal(batch, clicks, goals):
-        if click is None:
-            verdicts[pb["id"]] = {}
-            continue
-        scope = caps.applicable(
-            offer_caps.get(click.offer_id, []), goal and goal.value, click.partner_id
+    uses = {
+        pair: counters[pair] if pair in counters else caps.measure(cap, pair[1])
+        for pair, cap in wanted.items()
+    }
+    return {
+        pb["id"]: Verdict(
+            data=CapUse(
+                [
+                    (cap.pk, key, uses[cap.pk, key])
+                    for cap in offer_caps.get(click.offer_id, [])
+                    for key in [period_key(cap, now)]
+                ]
+            )
         )
-        full = [
-            cap
-            for cap in scope
-            if counters.get((cap.pk, caps.period_key(cap, now)), 0) >= cap.limit
-        ]
-        if any(cap.overcap_status == Cap.OvercapStatus.DECLINED for cap in full):
-            verdicts[pb["id"]] = {"decline": "Cap is reached"}
-        elif full:
-            verdicts[pb["id"]] = {"data": {"overcap": "pending"}}
-        else:
-            verdicts[pb["id"]] = {}
-    return verdicts
+        if (click := clicks.get(clickid_of(pb)))
+        else NOTHING
+        for pb in batch
+    }
 
 
 CHECKS: dict[str, Callable[[Batch], Verdicts]] = {

@@ -15,13 +15,22 @@ from datetime import timedelta
 from celery import chord, current_app
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.db.models.functions import Lower, Trim
 from django.utils import timezone
 
+from conversions.intake import spool
 from conversions.models import DispatchFlag, Postback
 
+from .checks import CHECKS
+
 log = logging.getLogger(__name__)
+
+# Task names (tasks.py registers each under its name): explicit strings kept
+# from the first layout, so messages already queued under them keep working.
+CHECK_TASK = "conversions.tasks.check_{}"
+SETTLE_TASK = "conversions.tasks.settle"
+DISPATCH_TASK = "conversions.tasks.dispatch_received"
 
 # The pending-dispatch flag (DispatchFlag's one row) stays up at most this
 # long: a dispatch task lost with the broker is queued again after it.
@@ -95,9 +104,7 @@ def publish_dispatch() -> None:
         # The flag stays up for NUDGE_TTL: the next postback after it publishes.
         return
     try:
-        from .tasks import dispatch_received
-
-        dispatch_received.apply_async(retry=False)
+        current_app.send_task(DISPATCH_TASK, retry=False)
     except Exception:
         # The row is stored: the sweeper dispatches it when the broker is back.
         _publish_blocked_until = time.monotonic() + PUBLISH_BACKOFF
@@ -172,11 +179,7 @@ def claim(limit: int, *, stale: bool = False, older_than: float = 0) -> list[str
             .values_list("id", flat=True)[:limit]
         )
         if ids:
-            Postback.objects.filter(pk__in=ids, state=state).update(
-                state=Postback.State.PROCESSING,
-                dispatched_at=now,
-                attempts=F("attempts") + 1,
-            )
+            Postback.objects.filter(pk__in=ids).claim(stale=stale, now=now)
     return ids
 
 
@@ -189,8 +192,6 @@ def _import_spooled() -> None:
     on its rows (same ids): this one waits for them. Any failure leaves the
     spool to the sweeper and the claim goes on.
     """
-    from conversions.intake import spool
-
     try:
         if spool.pending():
             spool.import_spool(wait=True)
@@ -213,18 +214,15 @@ def release_held() -> None:
 
 def publish(ids: list[str]) -> bool:
     """Publish one chord for a claimed batch. On failure, hand the batch back."""
-    from .tasks import CHECK_TASKS, settle
-
+    header = [current_app.signature(CHECK_TASK.format(name), args=(ids,)) for name in CHECKS]
     try:
-        chord([task.s(ids) for task in CHECK_TASKS])(settle.s(ids))
+        chord(header)(current_app.signature(SETTLE_TASK, args=(ids,)))
         return True
     except Exception:
         log.warning(
             "could not publish a batch of %d; returned to received", len(ids), exc_info=True
         )
-        Postback.objects.filter(pk__in=ids, state=Postback.State.PROCESSING).update(
-            state=Postback.State.RECEIVED, attempts=F("attempts") - 1
-        )
+        Postback.objects.filter(pk__in=ids).release()
         return False
 
 
@@ -242,10 +240,8 @@ def dispatch(*, stale: bool = False, older_than: float = 0, max_batches: int = 5
     if not stale:
         # More waits than one run takes: hand the rest to another dispatch task
         # rather than to the sweeper's next round.
-        from .tasks import dispatch_received
-
         with contextlib.suppress(Exception):
-            dispatch_received.apply_async(retry=False)
+            current_app.send_task(DISPATCH_TASK, retry=False)
     return sent
 
 
@@ -261,20 +257,11 @@ def dispatch_received() -> int:
 def fail_exhausted() -> int:
     """Abandoned postbacks that used all their attempts become ``failed``."""
     cutoff = timezone.now() - timedelta(seconds=settings.POSTBACK_STALE_AFTER)
-    attempts = settings.POSTBACK_MAX_ATTEMPTS
-    return Postback.objects.filter(
-        state=Postback.State.PROCESSING, dispatched_at__lte=cutoff, attempts__gte=attempts
-    ).update(
-        state=Postback.State.FAILED,
-        error=f"Processing did not finish after {attempts} attempts",
-        processed_at=timezone.now(),
-    )
+    return Postback.objects.fail_abandoned(cutoff, settings.POSTBACK_MAX_ATTEMPTS)
 
 
 def sweep() -> dict:
     """Find what did not finish and send it again. Run by beat every few seconds."""
-    from conversions.intake import spool
-
     imported = spool.import_spool()
     return {
         "imported": imported,
@@ -291,15 +278,7 @@ def requeue(ids) -> int:
     Processing again is safe: the callback settles each postback once and the
     conversion's unique constraints hold whatever happens.
     """
-    count = Postback.objects.filter(
-        pk__in=list(ids), state__in=[Postback.State.REJECTED, Postback.State.FAILED]
-    ).update(
-        state=Postback.State.RECEIVED,
-        error="",
-        attempts=0,
-        processed_at=None,
-        dispatched_at=None,
-    )
+    count = Postback.objects.filter(pk__in=list(ids)).requeue()
     if count:
         transaction.on_commit(nudge)
     return count
@@ -317,13 +296,3 @@ def broker_status() -> str:
         return "ok"
     except Exception as exc:
         return f"error: {exc.__class__.__name__}"
-
-
-def claim_one(postback_id: str) -> bool:
-    return bool(
-        Postback.objects.filter(pk=postback_id, state=Postback.State.RECEIVED).update(
-            state=Postback.State.PROCESSING,
-            dispatched_at=timezone.now(),
-            attempts=F("attempts") + 1,
-        )
-    )

@@ -9,9 +9,11 @@ from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from conversions.delivery.deliveries import enabled_postbacks, fire
 from conversions.intake.addresses import valid_ip
 from conversions.models import Conversion, Postback
-from offers.models import Cap, lock_caps_of
+from conversions.outcomes import Decline, Rejection
+from offers.models import Cap, lock_caps_of, period_key
 
 from . import caps
 from .checks import (
@@ -22,13 +24,13 @@ from .checks import (
     conversions_by_key,
     keys_of,
 )
-from .statuses import CAP_REACHED, hold_or_approved, set_status
+from .statuses import hold_or_approved, set_status
+from .verdicts import NOTHING, ClickSeen, GoalPayout, OfferTerms, Params, Verdict
 
 log = logging.getLogger(__name__)
 
 S = Conversion.Status
 _batch_time: contextvars.ContextVar = contextvars.ContextVar("batch_time", default=None)
-DECLINED_BY_ADVERTISER = "Declined via advertiser's postback"
 
 
 def load_batch(ids: list[str]) -> list[dict]:
@@ -60,7 +62,7 @@ def settle(results: list[dict], ids: list[str]) -> dict[str, str]:
        settle one by one, each postback in its own savepoint, so an error
        fails that postback alone;
     5. write every row's outcome in one statement.
-    ``results`` are the checks' outputs in CHECKS order.
+    ``results`` are the checks' verdicts in CHECKS order (verdicts.py).
     """
     by_check = dict(zip(CHECKS, results, strict=True))
     batch = load_batch(ids)
@@ -96,9 +98,7 @@ def _write_outcomes(rows) -> None:
         if row.conversion is not None:
             linked.append(row)
     for (state, error, offer_id, processed_at), pks in groups.items():
-        Postback.objects.filter(pk__in=pks).update(
-            state=state, error=error, offer_id=offer_id, processed_at=processed_at
-        )
+        Postback.objects.filter(pk__in=pks).settle(state, error, offer_id, processed_at)
     if linked and connection.vendor == "postgresql":
         # bulk_update's CASE with one branch per row costs more to build than to run.
         with connection.cursor() as cursor:
@@ -121,9 +121,9 @@ def _lock_rows(ids: list[str]) -> dict[str, Postback]:
     }
 
 
-def _verdicts(by_check: dict, postback_id: str) -> dict[str, dict]:
-    """One postback's verdict from each check ({} where a check had nothing to say)."""
-    return {name: (by_check[name] or {}).get(postback_id, {}) for name in CHECKS}
+def _verdicts(by_check: dict, postback_id: str) -> dict[str, Verdict]:
+    """One postback's verdict from each check (NOTHING where a check had nothing to say)."""
+    return {name: (by_check[name] or {}).get(postback_id, NOTHING) for name in CHECKS}
 
 
 def _settle_all(batch, by_check, rows, *, bulk: bool) -> dict[str, str]:
@@ -166,8 +166,6 @@ class _BatchContext:
     the conversions its postbacks speak of (locked), kept current as it goes."""
 
     def __init__(self, batch: list[dict], by_check: dict, rows: dict, *, bulk: bool) -> None:
-        from conversions.delivery.deliveries import enabled_postbacks
-
         # bulk: new conversions wait in ``pending`` and are inserted together.
         self.bulk = bulk
         self.pending: list[Conversion] = []
@@ -175,21 +173,22 @@ class _BatchContext:
         clicks = {
             pb["id"]: data
             for pb in batch
-            if pb["id"] in rows
-            and (data := (by_check["click"] or {}).get(pb["id"], {}).get("data"))
+            if pb["id"] in rows and (data := (by_check["click"] or {}).get(pb["id"], NOTHING).data)
         }
-        self.caps: dict[int, list[Cap]] = {c["offer_id"]: [] for c in clicks.values()}
+        self.caps: dict[int, list[Cap]] = {c.offer_id: [] for c in clicks.values()}
         # Held until commit: a cap is never recounted while this batch counts.
         lock_caps_of(list(self.caps), exclusive=False)
         offer_caps = Cap.objects.filter(offer_id__in=list(self.caps)).select_related("goal")
         for cap in offer_caps.order_by("pk"):
             self.caps[cap.offer_id].append(cap)
-        self.partner_postbacks = enabled_postbacks({c["partner_id"] for c in clicks.values()})
-        keys = {key for pb_id in clicks for key in _keys(_verdicts(by_check, pb_id))}
-        # None = known not to exist (as of this transaction's reads).
+        self.partner_postbacks = enabled_postbacks({c.partner_id for c in clicks.values()})
+        verdicts = {pb_id: _verdicts(by_check, pb_id) for pb_id in clicks}
+        keys = {key for pb_verdicts in verdicts.values() for key in _keys(pb_verdicts)}
+        # None = known not to exist (as of the duplicate check's read; one made
+        # since is met on the unique constraints, and settled again one by one).
         self.known: dict[tuple, Conversion | None] = dict.fromkeys(keys)
-        self.known.update(conversions_by_key(keys, lock=True))
-        self._lock_counters(clicks)
+        self.known.update(_lock_existing(verdicts.values(), keys))
+        self._lock_counters(clicks, verdicts.values())
 
     def existing(self, keys: tuple) -> Conversion | None:
         """The conversion a postback speaks of: the first of its keys that names one."""
@@ -219,23 +218,36 @@ class _BatchContext:
             self.fire(conversion)
 
     def fire(self, conversion: Conversion) -> None:
-        from conversions.delivery.deliveries import fire
-
         fire(conversion, self.partner_postbacks.get(conversion.partner_id, []))
 
-    def _lock_counters(self, clicks: dict) -> None:
-        """The counters this batch may move: its new conversions' (now) and its existing ones'."""
+    def _lock_counters(self, clicks: dict, verdicts) -> None:
+        """The counters this batch may move: its new conversions' (now) and its existing ones'.
+
+        A counter missing yet is made from the cap check's use for its period
+        where it read one (nothing moved it since: any change to what a cap
+        counts makes its counter), else from a count here.
+        """
         wanted = {
-            (cap, caps.period_key(cap, self.now))
+            (cap, period_key(cap, self.now))
             for click in clicks.values()
-            for cap in self.caps[click["offer_id"]]
+            for cap in self.caps[click.offer_id]
         }
         for conversion in {c.pk: c for c in self.known.values() if c is not None}.values():
             for cap in caps.applicable(
                 self.caps.get(conversion.offer_id, []), conversion.goal, conversion.partner_id
             ):
-                wanted.add((cap, caps.period_key(cap, conversion.created_at)))
-        caps.lock_counters(sorted(wanted, key=lambda pair: (pair[0].pk, pair[1])))
+                wanted.add((cap, period_key(cap, conversion.created_at)))
+        seen = {
+            (cap_id, key): used
+            for pb_verdicts in verdicts
+            if (use := pb_verdicts["cap"].data)
+            for cap_id, key, used in use.uses
+        }
+
+        def initial(cap: Cap, key: str) -> Decimal:
+            return seen[cap.pk, key] if (cap.pk, key) in seen else caps.measure(cap, key)
+
+        caps.lock_counters(sorted(wanted, key=lambda pair: (pair[0].pk, pair[1])), initial)
 
 
 def _finish(row: Postback, state: str, error: str = "", conversion=None, offer_id=None) -> str:
@@ -249,54 +261,73 @@ def _finish(row: Postback, state: str, error: str = "", conversion=None, offer_i
     return state
 
 
-def settle_one(row: Postback, pb: dict, verdicts: dict[str, dict], context: _BatchContext) -> str:
-    click = verdicts["click"].get("data")
-    offer_id = click and click["offer_id"]
+def _lock_existing(verdicts, keys: set[tuple]) -> dict[tuple, Conversion]:
+    """Lock the conversions the duplicate check found, in id order; each under the keys
+    it still carries (a conversion changed since answers only for its keys now)."""
+    ids = {
+        i
+        for pb_verdicts in verdicts
+        if (e := pb_verdicts["duplicate"].data)
+        for i in e.conversion_ids
+    }
+    found = {}
+    for conversion in Conversion.objects.select_for_update().filter(pk__in=ids).order_by("pk"):
+        for key in keys_of(conversion):
+            if key in keys:
+                found[key] = conversion
+    return found
+
+
+def settle_one(
+    row: Postback, pb: dict, verdicts: dict[str, Verdict], context: _BatchContext
+) -> str:
+    click = verdicts["click"].data
+    offer_id = click and click.offer_id
     for name in REJECT_ORDER:
-        if message := verdicts[name].get("reject"):
+        if message := verdicts[name].reject:
             return _finish(row, Postback.State.REJECTED, message, offer_id=offer_id)
     return _convert(row, pb, verdicts, offer_id, context)
 
 
-def _keys(verdicts: dict[str, dict]) -> tuple:
+def _keys(verdicts: dict[str, Verdict]) -> tuple:
     """The keys of the conversion a postback speaks of (checks.conversion_keys)."""
-    click = verdicts["click"].get("data")
-    params = verdicts["params"].get("data")
+    click, params = verdicts["click"].data, verdicts["params"].data
     if not click or not params:
         return ()
-    goal = verdicts["payout"].get("data", {}).get("goal", "1")
-    return conversion_keys(click["offer_id"], goal, params["action_id"], click["id"])
+    return conversion_keys(click.offer_id, _payout(verdicts).goal, params.action_id, click.id)
+
+
+def _payout(verdicts: dict[str, Verdict]) -> GoalPayout:
+    """The payout check's word; without one, the default goal and no money."""
+    return verdicts["payout"].data or GoalPayout(goal="1")
 
 
 def _convert(
-    row: Postback, pb: dict, verdicts: dict[str, dict], offer_id: int, context: _BatchContext
+    row: Postback, pb: dict, verdicts: dict[str, Verdict], offer_id: int, context: _BatchContext
 ) -> str:
-    params = verdicts["params"]["data"]
-    click = verdicts["click"]["data"]
-    offer = verdicts["offer"]["data"]
-    payout = verdicts["payout"].get("data", {})
+    params: Params = verdicts["params"].data
+    click: ClickSeen = verdicts["click"].data
+    offer: OfferTerms = verdicts["offer"].data
+    payout = _payout(verdicts)
 
     existing = context.existing(_keys(verdicts))
     if existing is not None:
         return _update_existing(row, existing, params, payout, offer, offer_id, context)
 
-    reason = next(
-        (verdicts[name]["decline"] for name in DECLINE_ORDER if verdicts[name].get("decline")),
-        "",
-    )
+    reason = next((verdicts[name].decline for name in DECLINE_ORDER if verdicts[name].decline), "")
     conversion = Conversion(
         offer_id=offer_id,
-        partner_id=click["partner_id"],
-        click_id=click["id"],
-        goal=payout.get("goal", "1"),
-        action_id=params["action_id"],
-        revenue=Decimal(payout.get("revenue", 0)),
-        payout=Decimal(payout.get("payout", 0)),
-        sum=Decimal(params["sum"]),
-        currency=params["currency"] or offer["currency"],
-        ip=valid_ip(params["ip"]),
-        comment=params["comment"],
-        custom_fields=params["custom_fields"],
+        partner_id=click.partner_id,
+        click_id=click.id,
+        goal=payout.goal,
+        action_id=params.action_id,
+        revenue=payout.revenue,
+        payout=payout.payout,
+        sum=params.sum,
+        currency=params.currency or offer.currency,
+        ip=valid_ip(params.ip),
+        comment=params.comment,
+        custom_fields=params.custom_fields,
         created_at=context.now,
     )
     if reason:
@@ -309,50 +340,60 @@ def _convert(
     return _finish(row, Postback.State.ACCEPTED, conversion=conversion, offer_id=offer_id)
 
 
-def _set_new_status(conversion, params, offer, offer_caps) -> None:
+def _set_new_status(
+    conversion: Conversion, params: Params, offer: OfferTerms, offer_caps: list[Cap]
+) -> None:
     """Status of a conversion no earlier rule declined: caps, then sent or default status."""
     offer_caps = caps.applicable(offer_caps, conversion.goal, conversion.partner_id)
     spent = caps.spend(offer_caps, conversion.payout, conversion.created_at)
     if spent == Cap.OvercapStatus.DECLINED:
-        conversion.status, conversion.reason = S.DECLINED, CAP_REACHED
+        conversion.status, conversion.reason = S.DECLINED, Decline.CAP_REACHED
         return
     if spent == Cap.OvercapStatus.PENDING:
         # Over the cap, for a manager's review: only a manager approves it.
-        conversion.status, conversion.reason = S.PENDING, CAP_REACHED
+        conversion.status, conversion.reason = S.PENDING, Decline.CAP_REACHED
         return
-    status = params["status"] or offer["default_status"]
+    status = params.status or offer.default_status
     if status == S.APPROVED:
-        status, conversion.hold_until = hold_or_approved(conversion, offer["hold_period"])
+        status, conversion.hold_until = hold_or_approved(conversion, offer.hold_period)
     elif status == S.HOLD:
-        conversion.hold_until = conversion.created_at + timedelta(hours=offer["hold_period"])
+        conversion.hold_until = conversion.created_at + timedelta(hours=offer.hold_period)
     conversion.status = status
 
 
-def _update_existing(row, existing, params, payout, offer, offer_id, context) -> str:
+def _update_existing(
+    row: Postback,
+    existing: Conversion,
+    params: Params,
+    payout: GoalPayout,
+    offer: OfferTerms,
+    offer_id: int,
+    context: _BatchContext,
+) -> str:
     """A postback for a conversion that exists: a status update of a pending one, or a rejection.
 
     A pending conversion over its cap (reason ``Cap is reached``) waits for a
     manager: the advertiser's approval (or hold) is accepted and recorded on
     the postback, and leaves it pending; a decline, or a new sum, applies.
     """
-    if not params["status"]:
-        return _finish(row, Postback.State.REJECTED, "Conversion exists", offer_id=offer_id)
+    if not params.status:
+        return _finish(row, Postback.State.REJECTED, Rejection.CONVERSION_EXISTS, offer_id=offer_id)
     if existing.status != S.PENDING:
         return _finish(
-            row, Postback.State.REJECTED, "Conversion status is not pending", offer_id=offer_id
+            row, Postback.State.REJECTED, Rejection.STATUS_NOT_PENDING, offer_id=offer_id
         )
-    status, reason, hold_until = params["status"], "", None
-    if status == S.PENDING or (existing.reason == CAP_REACHED and status != S.DECLINED):
+    status, reason, hold_until = params.status, "", None
+    if status == S.PENDING or (existing.reason == Decline.CAP_REACHED and status != S.DECLINED):
         status, reason = S.PENDING, existing.reason
     elif status == S.DECLINED:
-        reason = DECLINED_BY_ADVERTISER
+        reason = Decline.BY_ADVERTISER
     elif status == S.APPROVED:
-        status, hold_until = hold_or_approved(existing, offer["hold_period"])
+        status, hold_until = hold_or_approved(existing, offer.hold_period)
     elif status == S.HOLD:
-        hold_until = existing.created_at + timedelta(hours=offer["hold_period"])
+        hold_until = existing.created_at + timedelta(hours=offer.hold_period)
     price = None
-    if params["sum_sent"] and payout.get("goal_id"):
-        price = (Decimal(params["sum"]), Decimal(payout["revenue"]), Decimal(payout["payout"]))
+    if params.sum_sent and payout.goal_id:
+        price = (params.sum, payout.revenue, payout.payout)
     offer_caps = context.caps.get(existing.offer_id)
     set_status(existing, status, reason, hold_until, price=price, offer_caps=offer_caps)
     return _finish(row, Postback.State.ACCEPTED, conversion=existing, offer_id=offer_id)
@@ -360,19 +401,12 @@ def _update_existing(row, existing, params, payout, offer, offer_id, context) ->
 
 def record_failure(ids: list[str], error: str) -> None:
     """A batch whose processing broke: retry it via the sweeper, or fail it for good."""
-    error = error[:255]
-    unfinished = Postback.objects.filter(pk__in=ids, state=Postback.State.PROCESSING)
-    unfinished.filter(attempts__gte=settings.POSTBACK_MAX_ATTEMPTS).update(
-        state=Postback.State.FAILED, error=error, processed_at=timezone.now()
-    )
-    unfinished.update(state=Postback.State.RECEIVED, error=error)
+    Postback.objects.filter(pk__in=ids).retry_or_fail(error[:255], settings.POSTBACK_MAX_ATTEMPTS)
 
 
 def process_inline(postback_id: str) -> tuple[str, str]:
     """The legacy synchronous mode: the same checks and callback, inside the request."""
-    from .dispatch import claim_one
-
-    if not claim_one(postback_id):
+    if not Postback.objects.filter(pk=postback_id).claim():
         row = Postback.objects.get(pk=postback_id)
         return row.state, row.error
     batch = load_batch([postback_id])

@@ -6,15 +6,13 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from conversions.delivery.deliveries import fire
 from conversions.models import Conversion
+from conversions.outcomes import Decline
 
 from . import caps
 
 S = Conversion.Status
-MANAGER_DECLINE_REASON = "Rejected by a manager"
-# Declined over a cap; or pending over a cap whose overcap_status is pending,
-# where only a manager approves it.
-CAP_REACHED = "Cap is reached"
 # What a manager may do from each status. Hold is entered by the pipeline
 # only (it needs the offer's hold period); a manager may release or decline it.
 MANAGER_TRANSITIONS = {
@@ -55,8 +53,6 @@ def set_status(
     before the row is written. A change of status is a new event: partner
     postbacks fire. ``offer_caps``: the offer's caps, when read already.
     """
-    from conversions.delivery.deliveries import fire
-
     before = (conversion.status, conversion.payout)
     payout = price[2] if price else conversion.payout
     caps.shift(conversion, before, (status, payout), offer_caps)
@@ -87,7 +83,7 @@ def change_status_by_manager(conversion_id: int, status: str, reason: str = "") 
                 f"Conversion #{conversion.pk} is {conversion.status}; it cannot become {status}."
             )
         if status == S.DECLINED:
-            reason = MANAGER_DECLINE_REASON
+            reason = Decline.BY_MANAGER
         set_status(conversion, status, reason)
         return conversion
 

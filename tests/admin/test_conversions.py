@@ -308,3 +308,14 @@ def test_change_page_shows_its_postbacks_and_deliveries(
     assert "tracker.example.net" in page
     assert conversion.click.clickid in page
     assert Click.objects.count() == 1
+
+
+def test_import_refuses_a_sum_a_postback_could_not_carry(manager_client, offer, partner):
+    text = (
+        "offer,partner,goal,action_id,clickid,sum,status\n"
+        f"{offer.pk},{partner.pk},1,neg-1,,-5,approved\n"
+    )
+    preview, confirmed = import_csv(manager_client, text)
+    assert confirmed is None
+    assert "Invalid parameter sum" in preview.content.decode()
+    assert not Conversion.objects.exists()

@@ -10,7 +10,7 @@ from django.db import connection
 from django.utils import timezone
 
 from conversions.models import Conversion, Postback
-from conversions.processing import caps, dispatch, settlement, statuses
+from conversions.processing import caps, settlement, statuses
 from conversions.processing.checks import CHECKS
 from offers.admin import cap_usage
 from offers.models import Cap, CapCounter, Goal, Payout
@@ -26,7 +26,7 @@ def received(received_at=None, **params) -> str:
 
 def settle_now(pid: str) -> Postback:
     """Claim, check and settle one postback here, in this thread."""
-    assert dispatch.claim_one(pid)
+    assert Postback.objects.filter(pk=pid).claim()
     batch = settlement.load_batch([pid])
     settlement.settle([check(batch) for check in CHECKS.values()], [pid])
     return Postback.objects.get(pk=pid)
@@ -282,7 +282,7 @@ def test_a_cap_created_while_postbacks_settle_counts_every_conversion(
 ):
     ids = [received(clickid=make_click().clickid) for _ in range(12)]
     for pid in ids:
-        assert dispatch.claim_one(pid)
+        assert Postback.objects.filter(pk=pid).claim()
     checked = {}
     for pid in ids:
         batch = settlement.load_batch([pid])

@@ -16,7 +16,7 @@ def received(**params) -> str:
 
 
 def settle_now(pid: str) -> Postback:
-    assert dispatch.claim_one(pid)
+    assert Postback.objects.filter(pk=pid).claim()
     batch = settlement.load_batch([pid])
     settlement.settle([check(batch) for check in CHECKS.values()], [pid])
     return Postback.objects.get(pk=pid)
@@ -86,7 +86,7 @@ def test_concurrent_postbacks_with_their_own_action_ids_make_one_conversion_per_
     ids = [received(clickid=click.clickid, action_id=f"A-{i}") for i in range(10)]
     verdicts = {}
     for pid in ids:
-        assert dispatch.claim_one(pid)
+        assert Postback.objects.filter(pk=pid).claim()
         batch = settlement.load_batch([pid])
         verdicts[pid] = [check(batch) for check in CHECKS.values()]
     run_concurrently(10, lambda i: settlement.settle(verdicts[ids[i]], [ids[i]]))

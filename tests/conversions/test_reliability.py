@@ -31,7 +31,7 @@ def test_fifty_concurrent_postbacks_never_overspend_a_cap_of_ten(make_click, off
     cap = Cap.objects.create(offer=offer, limit=10)
     ids = [received(clickid=make_click().clickid) for _ in range(50)]
     for pid in ids:
-        assert dispatch.claim_one(pid)
+        assert Postback.objects.filter(pk=pid).claim()
     # Checks first (they all see an empty cap), then 50 callbacks racing.
     verdicts = {pid: checked([pid]) for pid in ids}
     run_concurrently(50, lambda i: settlement.settle(verdicts[ids[i]], [ids[i]]))
@@ -44,7 +44,7 @@ def test_fifty_concurrent_postbacks_never_overspend_a_cap_of_ten(make_click, off
 
 def test_same_postback_settled_twice_at_once_yields_one_conversion(click):
     pid = received(clickid=click.clickid)
-    dispatch.claim_one(pid)
+    Postback.objects.filter(pk=pid).claim()
     results = checked([pid])
     outcomes = run_concurrently(8, lambda i: settlement.settle(results, [pid]))
     assert sorted(o[pid] for o in outcomes) == ["accepted"] + ["skipped"] * 7
@@ -54,7 +54,7 @@ def test_same_postback_settled_twice_at_once_yields_one_conversion(click):
 def test_different_postbacks_for_one_click_at_once_yield_one_conversion(click):
     ids = [received(clickid=click.clickid) for _ in range(10)]
     for pid in ids:
-        dispatch.claim_one(pid)
+        Postback.objects.filter(pk=pid).claim()
     verdicts = {pid: checked([pid]) for pid in ids}
     run_concurrently(10, lambda i: settlement.settle(verdicts[ids[i]], [ids[i]]))
     assert Conversion.objects.count() == 1
@@ -168,11 +168,11 @@ def test_postback_that_never_finishes_fails_after_its_attempts(click, settings):
 def test_failed_batch_goes_back_for_a_retry_then_fails_for_good(click, settings):
     settings.POSTBACK_MAX_ATTEMPTS = 2
     pid = received(clickid=click.clickid)
-    dispatch.claim_one(pid)
+    Postback.objects.filter(pk=pid).claim()
     settlement.record_failure([pid], "OperationalError: server closed the connection")
     row = Postback.objects.get(pk=pid)
     assert (row.state, row.attempts) == ("received", 1)
-    dispatch.claim_one(pid)
+    Postback.objects.filter(pk=pid).claim()
     settlement.record_failure([pid], "OperationalError: server closed the connection")
     row = Postback.objects.get(pk=pid)
     assert (row.state, row.error) == ("failed", "OperationalError: server closed the connection")

@@ -1,6 +1,9 @@
 """A database that refuses a postback: nothing answered status 1 is lost, nothing waits behind it."""
 
 import json
+import signal
+import subprocess
+import sys
 from contextlib import contextmanager
 
 import pytest
@@ -12,6 +15,7 @@ from conversions.intake import spool
 from conversions.models import Postback, new_postback_id
 from conversions.processing import settlement
 
+from ..conftest import database_url, process_env, wait_for
 from .test_reliability import database_down
 
 pytestmark = pytest.mark.django_db
@@ -189,3 +193,34 @@ def test_a_postback_the_database_refuses_whole_is_not_answered_status_1(client):
     assert response.json() == {"status": 2, "message": "Postback could not be recorded"}
     assert not Postback.objects.exists()
     assert spool.pending() == 0
+
+
+@outside_a_transaction
+def test_import_spool_every_n_seconds_imports_what_is_spooled_later(tmp_path, settings):
+    """The spool importer of a web host with no worker: a loop that keeps importing."""
+    directory = tmp_path / "host-spool"
+    settings.POSTBACK_SPOOL_DIR = directory
+    env = process_env(tmp_path, DATABASE_URL=database_url(), POSTBACK_SPOOL_DIR=str(directory))
+    loop = subprocess.Popen(
+        [sys.executable, "manage.py", "import_spool", "--every", "0.2"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        # Once the loop has made its first round, spool two postbacks: a later round takes them.
+        assert "0 imported" in loop.stdout.readline()
+        ids = [spooled(clickid="a" * 24), spooled(clickid="b" * 24)]
+        wait_for(lambda: Postback.objects.filter(pk__in=ids).count() == 2, 30, "the loop to import")
+        assert spool.pending() == 0
+        assert loop.poll() is None
+    finally:
+        loop.send_signal(signal.SIGTERM)
+        loop.wait(timeout=10)
+
+
+def test_import_spool_every_refuses_a_period_that_is_no_wait():
+    with pytest.raises(SystemExit):
+        call_command("import_spool", "--every", "0")
