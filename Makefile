@@ -52,7 +52,8 @@ BROKER ?= redis
 FAULTS_DOC := docs/faults$(if $(filter rabbitmq,$(BROKER)),-rabbitmq).md
 
 faults: $(VENV)/.bench
-	$(BIN)/python -m bench.faults --broker $(BROKER) --write $(FAULTS_DOC)
+	$(BIN)/python -m bench.faults --broker $(BROKER) --write $(FAULTS_DOC) \
+		$(if $(filter rabbitmq,$(BROKER)),,--dashboard docs/screenshots/monitoring-dashboard.png)
 
 faults-short: $(VENV)/.bench
 	$(BIN)/python -m bench.faults --short --broker $(BROKER)

@@ -48,3 +48,15 @@ limit_request_line = _limit_request_line()
 # header fields of at most 8190 bytes each.
 limit_request_fields = 100
 limit_request_field_size = 8190
+
+
+def child_exit(server, worker) -> None:
+    """A web worker exited: drop its live gauges from the metrics folder (its counts stay)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "affise_proj.settings")
+    from django.conf import settings
+
+    # Reading a setting loads the settings, which name the metrics folder.
+    settings.PROMETHEUS_MULTIPROC_DIR  # noqa: B018
+    from affise_proj import metrics
+
+    metrics.process_dead(worker.pid)

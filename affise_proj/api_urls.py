@@ -1,8 +1,10 @@
 """The REST API's router: ``/api/v1/<resource>/`` (DESIGN.md "HTTP endpoints")."""
 
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from conversions.panel import api as conversions_api
+from conversions.panel.stats_api import StatsView
 from offers import api as offers_api
 from partners import api as partners_api
 
@@ -20,4 +22,4 @@ router.register("postbacks", conversions_api.PostbackViewSet)
 router.register("conversions", conversions_api.ConversionViewSet)
 router.register("postback-deliveries", conversions_api.PostbackDeliveryViewSet)
 
-urlpatterns = router.urls
+urlpatterns = [path("stats/", StatsView.as_view(), name="stats"), *router.urls]

@@ -5,11 +5,14 @@ filesystem Celery broker under ``var/``, so a machine with only Python can run
 it. ``DATABASE_URL`` and ``CELERY_BROKER_URL`` switch to PostgreSQL and Redis.
 """
 
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
 
 import environ
+
+from affise_proj.sentry import init as init_sentry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -58,6 +61,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every log line of a request carries what it concerns, and nothing of the last one.
+    "affise_proj.logs.request_context",
     # /postback and /click go straight to their views, past everything below.
     "conversions.intake.middleware.MachineEndpointsMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -183,7 +188,13 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
 SECURE_SSL_REDIRECT = HTTPS
 # Advertisers' and partners' servers may only speak plain HTTP: machine
 # endpoints are never redirected (a redirected postback is a lost postback).
-SECURE_REDIRECT_EXEMPT = [r"^postback/?$", r"^click/?$", r"^healthz/?$"]
+SECURE_REDIRECT_EXEMPT = [
+    r"^postback/?$",
+    r"^click/?$",
+    r"^healthz/?$",
+    r"^readyz/?$",
+    r"^metrics/?$",
+]
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if HTTPS else 0)
@@ -332,7 +343,11 @@ CELERY_DB_REUSE_MAX = 1_000_000
 # The task modules of the stage packages (autodiscovery looks for <app>.tasks
 # only). Task names are explicit strings kept from the flat layout, so
 # messages already queued under them still find their task.
-CELERY_IMPORTS = ("conversions.processing.tasks", "conversions.delivery.tasks")
+CELERY_IMPORTS = (
+    "conversions.processing.tasks",
+    "conversions.delivery.tasks",
+    "conversions.panel.tasks",
+)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sweep-postbacks": {
@@ -393,6 +408,21 @@ if CLICK_BUFFER:
         # A tick that waits longer than this is dropped: the next one flushes.
         "options": {"expires": 10 * CLICK_FLUSH_INTERVAL},
     }
+# Statistics (GET /api/v1/stats/, the admin's Reports). Days and months are
+# counted in STATS_TIMEZONE unless a report names its own tz.
+STATS_TIMEZONE = env.str("STATS_TIMEZONE", default="UTC")
+# How far the statistics may lag the pipeline, in seconds. On PostgreSQL the
+# counters are written by triggers in the same transaction as the rows: a
+# settled conversion counts at once, a click once the buffer has flushed it
+# (CLICK_FLUSH_INTERVAL). The embedded SQLite default reads the rows (no lag).
+STATS_LAG = CLICK_FLUSH_INTERVAL if CLICK_BUFFER else 0.0
+# How often the beat merges the counter rows appended since the last merge.
+STATS_MERGE_INTERVAL = env.float("STATS_MERGE_INTERVAL", default=60.0)
+CELERY_BEAT_SCHEDULE["merge-stats"] = {
+    "task": "conversions.panel.tasks.merge_stats",
+    "schedule": STATS_MERGE_INTERVAL,
+    "options": {"expires": STATS_MERGE_INTERVAL},
+}
 PARTNER_POSTBACK_RETRY_DELAYS = env.list(
     "PARTNER_POSTBACK_RETRY_DELAYS", cast=int, default=[60, 300, 900, 3600, 10800, 21600, 43200]
 )
@@ -405,10 +435,45 @@ DEMO = env.bool("DEMO", default=False)
 PARTNER_POSTBACK_TIMEOUT = env.float("PARTNER_POSTBACK_TIMEOUT", default=10.0)
 PARTNER_POSTBACK_DISABLE_AFTER = env.int("PARTNER_POSTBACK_DISABLE_AFTER", default=20)
 
+# --- Monitoring -----------------------------------------------------------
+# /metrics answers only ``Authorization: Bearer <METRICS_TOKEN>``; unset, it is 404.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Where every web and worker process of this host (or of every container that
+# shares the volume) writes its counters; a scrape adds them all up. It must
+# be set before prometheus-client is imported, so it is put in the environment
+# here, where every process starts (affise_proj/metrics.py).
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="") or str(
+    VAR_DIR / "metrics"
+)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+# Error reports go to Sentry only when a DSN is set (affise_proj/sentry.py).
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+init_sentry(
+    SENTRY_DSN,
+    environment=env.str("SENTRY_ENVIRONMENT", default="production"),
+    traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+)
+
+# ``plain`` (default) or ``json``: one JSON object per line with the postback
+# id, clickid and Celery task id of whatever the line concerns (affise_proj/logs.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ValueError(f"LOG_FORMAT={LOG_FORMAT!r}: plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "affise_proj.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "affise_proj.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }

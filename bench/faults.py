@@ -15,8 +15,12 @@ restart must not end them).
 Beside them, a stream of status sequences, one click each (pending, then
 approved, declined or a plain postback, sent one after another as an
 advertiser's server does): each click's final status, and each postback's
-outcome, must be what settling them in arrival order gives. Exits non-zero on
-any loss, any restart and any sequence settled out of order.
+outcome, must be what settling them in arrival order gives. Throughout, /metrics
+is scraped every half second: the spool gauge must rise while PostgreSQL is
+stopped and be back to 0 after the drain, and the oldest-waiting gauge must
+rise after the worker is killed (its batches wait for the sweeper). Exits
+non-zero on any loss, any restart, any sequence settled out of order and any
+metric that does not tell the story.
 """
 
 import argparse
@@ -24,11 +28,14 @@ import re
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from bench import data, load
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench import dashboard, data, load
 from bench.measure import FINAL, new_tag
 from bench.stack import Stack
 
@@ -99,7 +106,84 @@ APP_ENV = {
     "POSTBACK_SWEEP_INTERVAL": "2",
     "POSTBACK_SWEEP_AFTER": "3",
     "POSTBACK_STALE_AFTER": "20",
+    "METRICS_TOKEN": "faults-metrics-token",
 }
+# The gauges the run follows on /metrics.
+GAUGES = ("postbacks_spooled", "postbacks_oldest_waiting_seconds", "postbacks_waiting")
+
+
+@dataclass
+class Scrapes:
+    """/metrics read every half second: (seconds since the streams began, {gauge: value})."""
+
+    base_url: str
+    started: float
+    samples: list = field(default_factory=list)
+    failed: int = 0
+
+    def read(self) -> dict[str, float]:
+        answer = httpx.get(
+            f"{self.base_url}/metrics",
+            headers={"Authorization": f"Bearer {APP_ENV['METRICS_TOKEN']}"},
+            timeout=3,
+        )
+        answer.raise_for_status()
+        return {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(answer.text)
+            for sample in family.samples
+            if sample.name in GAUGES
+        }
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(0.5):
+            try:
+                values = self.read()
+            except httpx.HTTPError:
+                self.failed += 1
+                continue
+            self.samples.append((round(time.monotonic() - self.started, 1), values))
+
+    def peak(self, gauge: str, start: float, end: float) -> float:
+        return max((v.get(gauge, 0.0) for t, v in self.samples if start <= t < end), default=0.0)
+
+
+def _metrics_story(scrapes: Scrapes, plan: Plan, events: list) -> tuple[dict, list[str]]:
+    """What the gauges showed around each fault, and what they failed to show."""
+
+    def when(start: str, planned: float) -> float:
+        return next((t for t, what in events if what.startswith(start)), planned)
+
+    kill = when("SIGKILL worker", plan.kill_worker_at)
+    # The stop is noted once pg_ctl returns; the web spools from its start.
+    pg_stop = min(when("PostgreSQL stopped", plan.postgres_at), plan.postgres_at)
+    stale = float(APP_ENV["POSTBACK_STALE_AFTER"])
+    final = scrapes.read()
+    story = {
+        "metrics_scrapes": len(scrapes.samples),
+        "metrics_scrapes_failed": scrapes.failed,
+        "oldest_waiting_before_kill_max_s": round(
+            scrapes.peak("postbacks_oldest_waiting_seconds", 0, kill), 1
+        ),
+        "oldest_waiting_after_kill_max_s": round(
+            scrapes.peak("postbacks_oldest_waiting_seconds", kill, kill + stale + 10), 1
+        ),
+        "spooled_before_pg_stop_max": scrapes.peak("postbacks_spooled", 0, pg_stop),
+        "spooled_during_pg_stop_max": scrapes.peak(
+            "postbacks_spooled", pg_stop, pg_stop + plan.postgres_down + 3
+        ),
+        "spooled_after_drain": final.get("postbacks_spooled", -1),
+        "waiting_after_drain": final.get("postbacks_waiting", -1),
+    }
+    problems = []
+    if story["spooled_during_pg_stop_max"] <= 0:
+        problems.append("the spool gauge did not rise while PostgreSQL was stopped")
+    if story["spooled_after_drain"] != 0:
+        problems.append("the spool gauge is not back to 0 after the drain")
+    rose = story["oldest_waiting_after_kill_max_s"]
+    if rose < 5 or rose <= story["oldest_waiting_before_kill_max_s"]:
+        problems.append("the oldest-waiting gauge did not rise after the worker was killed")
+    return story, problems
 
 
 def log(message: str) -> None:
@@ -271,7 +355,9 @@ def _drain_clicks(timeout: float) -> bool:
     return False
 
 
-def run(plan: Plan, write_doc: Path | None, broker: str = "redis") -> int:
+def run(
+    plan: Plan, write_doc: Path | None, broker: str = "redis", dashboard_png: Path | None = None
+) -> int:
     stack = Stack("faults", broker=broker)
     log(f"private servers in {stack.dir}")
     stack.up()
@@ -281,9 +367,22 @@ def run(plan: Plan, write_doc: Path | None, broker: str = "redis") -> int:
     from conversions.models import Click, Conversion, Postback
     from offers.models import CapCounter
 
+    if dashboard_png:
+        # The dashboard's partner panels need deliveries: the app's own demo
+        # receiver takes them (the guard lets that one address pass).
+        APP_ENV.update(DEMO="1", PARTNER_POSTBACK_ALLOWED_TARGETS=stack.base_url.split("//", 1)[1])
     offer = data.make_offer("Fault offer")
     capped = data.make_offer("Capped offer", cap=CAP_LIMIT)
     partner = data.make_partner()
+    if dashboard_png:
+        from partners.models import PartnerPostback
+
+        # Declined conversions only (the capped offer's, the sequences' declines):
+        # one to the receiver, delivered, one to a path it does not have, failed (404).
+        for path in ("/demo/partner-postback", "/demo/no-such-tracker"):
+            PartnerPostback.objects.create(
+                partner=partner, url=f"{stack.base_url}{path}?c={{clickid}}", statuses=["declined"]
+            )
     count = int(plan.rate * plan.seconds)
     # A click converts once per goal: every postback has a click of its own.
     clicks = data.make_clicks(offer, partner, count)
@@ -312,6 +411,13 @@ def run(plan: Plan, write_doc: Path | None, broker: str = "redis") -> int:
 
     wait_until(lambda: stack.worker_ready("worker2"), 60, "the workers")
     stack.supervise()
+    prometheus = None
+    if dashboard_png and dashboard.available():
+        prometheus = dashboard.Prometheus(
+            stack.dir, stack.base_url.split("//", 1)[1], APP_ENV["METRICS_TOKEN"]
+        )
+        log(f"prometheus scraping /metrics every second at {prometheus.url}")
+    run_started_at = time.time()
 
     click_count = int(plan.click_rate * plan.seconds)
     click_url = f"{stack.base_url}/click?offer_id={offer.pk}&pid={partner.pk}"
@@ -338,6 +444,10 @@ def run(plan: Plan, write_doc: Path | None, broker: str = "redis") -> int:
         daemon=True,
     )
     click_stream.start()
+    scrapes = Scrapes(stack.base_url, started)
+    stop_scraping = threading.Event()
+    scraper = threading.Thread(target=scrapes.run, args=(stop_scraping,), daemon=True)
+    scraper.start()
     status_answers: list = []
     status_stream = threading.Thread(
         target=lambda: status_answers.extend(
@@ -358,6 +468,22 @@ def run(plan: Plan, write_doc: Path | None, broker: str = "redis") -> int:
     drained = _drain(stack, (tag, status_tag), plan.drain_timeout)
     clicks_drained = _drain_clicks(plan.drain_timeout)
     drain_seconds = time.monotonic() - started - plan.seconds
+    stop_scraping.set()
+    scraper.join()
+    story, metric_problems = _metrics_story(scrapes, plan, events)
+    if prometheus is not None:
+        time.sleep(3)  # the last scrapes after the drain
+        dashboard.render(
+            prometheus,
+            run_started_at,
+            time.time(),
+            dashboard_png,
+            "make faults: worker killed, Redis and PostgreSQL restarted "
+            "(rate windows 20 s for this 90 s run)",
+            rate_window="20s",
+        )
+        prometheus.stop()
+        log(f"dashboard drawn in {dashboard_png}")
     clickids = {
         parse_qs(urlsplit(a.location).query).get("c", [""])[0]
         for a in click_answers
@@ -415,8 +541,9 @@ def run(plan: Plan, write_doc: Path | None, broker: str = "redis") -> int:
         "status_postbacks_sent": sum(len(a) for a in status_answers),
         "status_postbacks_unanswered": sum(not x.accepted for a in status_answers for x in a),
         **_check_order(stack, status_tag, status_clicks[: len(status_answers)]),
+        **story,
     }
-    problems = []
+    problems = list(metric_problems)
     if not drained:
         problems.append(f"not drained within {plan.drain_timeout:.0f} s")
     if not clicks_drained:
@@ -442,11 +569,15 @@ def run(plan: Plan, write_doc: Path | None, broker: str = "redis") -> int:
     log(f"drain after the stream: {drain_seconds:.0f} s")
     if write_doc:
         _write_doc(write_doc, plan, counts, events, drain_seconds, problems, broker)
+        _chart(write_doc.with_name(f"{write_doc.stem}-metrics.png"), scrapes, events)
     stack.close()
     if problems:
         log("FAILED: " + "; ".join(problems))
         return 1
-    log("OK: nothing lost, nothing doubled, cap held, every status sequence in arrival order")
+    log(
+        "OK: nothing lost, nothing doubled, cap held, every status sequence in arrival order; "
+        "the spool and oldest-waiting gauges told the story"
+    )
     return 0
 
 
@@ -511,7 +642,23 @@ def _write_doc(
         "outcome, differs from settling the recorded postbacks in arrival order (must be 0); "
         "*spool_straddled* = sequences with a postback answered from the spool before one "
         "stored directly once PostgreSQL was back (in order too: a claim imports the spool "
-        "first).",
+        "first). The *metrics_* and gauge rows are /metrics as the run scraped it every "
+        "0.5 s: *spooled_during_pg_stop_max* is the highest `postbacks_spooled` while "
+        "PostgreSQL was stopped (must be above 0) and *spooled_after_drain* its value after "
+        "the drain (must be 0); *oldest_waiting_after_kill_max_s* is the highest "
+        "`postbacks_oldest_waiting_seconds` in the 30 s after the worker was killed (must be "
+        "at least 5 s and above its highest before the kill: the killed worker's batches wait "
+        "for the sweeper).",
+        "",
+        (
+            "For the dashboard's partner panels, the partner has two postbacks for declined "
+            "conversions: one to the app's demo receiver (delivered), one to a path it does "
+            "not have (404, failed, not retried)."
+            if APP_ENV.get("DEMO")
+            else ""
+        ),
+        "",
+        f"![/metrics during the run]({path.stem}-metrics.png)",
         "",
         "| count | value |",
         "| --- | --- |",
@@ -519,6 +666,45 @@ def _write_doc(
         "",
     ]
     path.write_text("\n".join(lines))
+
+
+def _chart(path: Path, scrapes: Scrapes, events: list) -> None:
+    """The gauges as /metrics gave them during the run, with the faults marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
+    times = [t for t, _ in scrapes.samples]
+    top.plot(times, [v.get("postbacks_spooled", float("nan")) for _, v in scrapes.samples])
+    top.set_ylabel("postbacks_spooled")
+    bottom.plot(
+        times,
+        [v.get("postbacks_oldest_waiting_seconds", float("nan")) for _, v in scrapes.samples],
+        color="tab:red",
+    )
+    bottom.set_ylabel("oldest waiting (s)")
+    bottom.set_xlabel("seconds from the start of the streams")
+    for axis in (top, bottom):
+        for t, _what in events:
+            axis.axvline(t, color="grey", linestyle=":", linewidth=1)
+        axis.grid(alpha=0.3)
+    for t, what in events:
+        top.annotate(
+            what.split(" (")[0],
+            (t, 1),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            va="top",
+            ha="right",
+            fontsize=7,
+            color="grey",
+        )
+    top.set_title("/metrics during make faults (scraped every 0.5 s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> int:
@@ -531,8 +717,13 @@ def main() -> int:
         default="redis",
         help="rabbitmq: RabbitMQ carries the tasks (killed mid-stream), a Redis beside it",
     )
+    parser.add_argument(
+        "--dashboard",
+        type=Path,
+        help="draw the example Grafana dashboard of the run here (needs prometheus)",
+    )
     args = parser.parse_args()
-    return run(SHORT if args.short else FULL, args.write, args.broker)
+    return run(SHORT if args.short else FULL, args.write, args.broker, args.dashboard)
 
 
 if __name__ == "__main__":

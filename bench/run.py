@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 from bench import data, load
+from bench import stats as bench_stats
+from bench.feed import Nudger, insert_received
 from bench.measure import (
     FINAL,
     median_spread,
@@ -47,7 +49,7 @@ BURST_SECONDS = float(os.environ.get("BENCH_BURST_SECONDS", "6"))
 CLIENT_TIMEOUT = float(os.environ.get("BENCH_CLIENT_TIMEOUT", "5"))
 # A comma-separated subset of the cases (e.g. BENCH_CASES=accept) measures only
 # those and prints their numbers instead of writing the report, which needs all.
-CASES = ("accept", "clicks", "e2e", "keepup", "light", "burst", "scaling")
+CASES = ("accept", "clicks", "e2e", "keepup", "light", "burst", "scaling", "stats")
 SELECTED = [c for c in os.environ.get("BENCH_CASES", ",".join(CASES)).split(",") if c]
 # A click converts once per goal (a repeat is "Conversion exists"): enough clicks that
 # each case's postbacks have one each (the keep-up case cycles through them).
@@ -168,52 +170,6 @@ def case_clicks(stack: Stack, offer_id: int, pid: int) -> dict:
     return summary
 
 
-def _insert_received(clickids: list[str], count: int, tag: str) -> None:
-    """Preload ``count`` received postbacks as the accept view stores them."""
-    from django.utils import timezone
-
-    from conversions.models import Postback, new_postback_id
-
-    now = timezone.now()
-    rows = []
-    for i in range(count):
-        params = {"clickid": clickids[i % len(clickids)], "action_id": f"{tag}-{i}", "sum": "1.5"}
-        rows.append(
-            Postback(
-                id=new_postback_id(),
-                received_at=now,
-                ip="203.0.113.7",
-                method="GET",
-                params=params,
-                clickid=params["clickid"],
-                action_id=params["action_id"],
-            )
-        )
-    Postback.objects.bulk_create(rows, batch_size=1000)
-
-
-class Nudger:
-    """Calls the accept path's nudge every 100 ms, as steady traffic does."""
-
-    def __init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        from conversions.processing import dispatch
-
-        while not self._stop.wait(0.1):
-            dispatch.nudge()
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
 def case_end_to_end(stack: Stack, clickids: list[str]) -> dict:
     """Case 2: preload N received postbacks, then time until all are final, per batch size.
 
@@ -232,7 +188,7 @@ def case_end_to_end(stack: Stack, clickids: list[str]) -> dict:
         for run in range(RUNS):
             data.reset_postbacks()
             stack.flush_redis()
-            _insert_received(clickids, count, new_tag(f"e2e{size}-{run}-"))
+            insert_received(clickids, count, new_tag(f"e2e{size}-{run}-"))
             with Nudger():
                 took = wait_drained(count, timeout=180)
             if took is None:
@@ -497,6 +453,11 @@ def main() -> int:
             results["scaling"] = case_scaling(
                 stack, clickids, RUNS, out_dir, log, offer.pk, partner.pk
             )
+        if "stats" in SELECTED:
+            log("case 7: statistics answer time against data size (bench/stats.py)")
+            results["stats"] = bench_stats.case_stats(stack)
+            bench_stats.write(results["stats"], out_dir)
+            log(f"wrote {out_dir / 'bench-stats.md'}")
     finally:
         stack.close()
     results["config"]["seconds"] = time.monotonic() - started

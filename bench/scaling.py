@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from bench import data, load
+from bench.feed import Nudger, insert_received
 from bench.measure import median_spread, new_tag, unfinished, wait_drained
 from bench.stack import Stack, wait_until
 
@@ -150,7 +151,6 @@ def intake_costs(stack: Stack, clickid: str, offer_id: int, pid: int, runs: int,
 
 def _process_once(stack: Stack, clickids: list[str], label: str, hosts, run: int, log) -> dict:
     """One configuration's workers started, the backlog processed once, the workers stopped."""
-    from bench.run import Nudger, _insert_received
 
     names = [f"scale{i}" for i in range(len(hosts))]
     for name, concurrency in zip(names, hosts, strict=True):
@@ -161,7 +161,7 @@ def _process_once(stack: Stack, clickids: list[str], label: str, hosts, run: int
         wait_until(lambda name=name: stack.worker_ready(name), 60, f"worker {name}")
     data.reset_postbacks()
     stack.flush_redis()
-    _insert_received(clickids, COUNT, new_tag(f"scale{run}-"))
+    insert_received(clickids, COUNT, new_tag(f"scale{run}-"))
     roots = [stack.procs[name].pid for name in names]
     with Meter(stack, roots) as meter, Nudger():
         took = wait_drained(COUNT, timeout=300)

@@ -93,14 +93,18 @@ class PostbackQuerySet(models.QuerySet):
         """Write the outcome the callback decided (the rows are locked by it)."""
         return self.update(state=state, error=error, offer_id=offer_id, processed_at=processed_at)
 
-    def retry_or_fail(self, error: str, max_attempts: int) -> None:
-        """A batch whose processing broke: failed at ``max_attempts``, else received again."""
+    def retry_or_fail(self, error: str, max_attempts: int) -> int:
+        """A batch whose processing broke: failed at ``max_attempts``, else received again.
+
+        Returns how many were failed.
+        """
         State = self.model.State
         unfinished = self.filter(state=State.PROCESSING)
-        unfinished.filter(attempts__gte=max_attempts).update(
+        failed = unfinished.filter(attempts__gte=max_attempts).update(
             state=State.FAILED, error=error, processed_at=timezone.now()
         )
         unfinished.update(state=State.RECEIVED, error=error)
+        return failed
 
     def fail_abandoned(self, dispatched_before, max_attempts: int) -> int:
         """processing rows abandoned after ``max_attempts`` attempts -> failed."""
@@ -335,3 +339,104 @@ class PostbackDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.partner_postback_id}/{self.conversion_id} #{self.attempt} {self.state}"
+
+
+class StatRow(models.Model):
+    """Hourly counters of clicks and conversions: what the statistics read instead of raw rows.
+
+    On PostgreSQL, statement-level triggers on the click and conversion tables
+    (migration 0008) append one row per key touched by each statement, inside
+    the statement's transaction: a click row (``status`` empty, ``clicks``) or
+    a conversion row (its goal and current status, ``conversions`` +1 or -1 and
+    its money, so that a status change or a repricing moves the numbers). The
+    beat merges the rows of a key into one (``merged``); a report sums the
+    rows of its keys either way. ``hour`` is the UTC hour of the click's or the
+    conversion's creation.
+    """
+
+    hour = models.DateTimeField()
+    goal = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, blank=True)
+    clicks = models.BigIntegerField(default=0)
+    conversions = models.BigIntegerField(default=0)
+    revenue = models.DecimalField(max_digits=22, decimal_places=4, default=0)
+    payout = models.DecimalField(max_digits=22, decimal_places=4, default=0)
+    merged = models.BooleanField(default=False)
+
+    class Meta:
+        abstract = True
+
+
+class OfferStat(StatRow):
+    """Per hour and offer: reports by time, offer and advertiser."""
+
+    offer_id = models.BigIntegerField()
+
+    KEY = ("hour", "offer_id", "goal", "status")
+
+    class Meta:
+        indexes = [
+            # Reports read a range of hours; the merge finds a key's rows.
+            models.Index(fields=["hour", "offer_id", "goal", "status"], name="offerstat_key_idx"),
+            # The merge starts from the rows not merged yet.
+            models.Index(
+                fields=["hour"], name="offerstat_unmerged_idx", condition=models.Q(merged=False)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h offer {self.offer_id} {self.status or 'clicks'}"
+
+
+class TrafficStat(StatRow):
+    """Per hour, offer, partner and the click's country: reports by partner or country."""
+
+    offer_id = models.BigIntegerField()
+    partner_id = models.BigIntegerField()
+    country = models.CharField(max_length=2, blank=True)
+
+    KEY = ("hour", "offer_id", "partner_id", "country", "goal", "status")
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["hour", "offer_id", "partner_id", "country", "goal", "status"],
+                name="trafficstat_key_idx",
+            ),
+            models.Index(
+                fields=["hour"], name="trafficstat_unmerged_idx", condition=models.Q(merged=False)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h offer {self.offer_id} partner {self.partner_id}"
+
+
+class SubStat(StatRow):
+    """Per UTC day (in ``hour``), partner and one of the click's subs (sub_no 1-8).
+
+    Reports by sub (and partner) whose days are UTC days. Per day and without
+    the offer: a sub takes many values (a partner's placements), and finer
+    counters of them would be nearly as many as the clicks.
+    """
+
+    partner_id = models.BigIntegerField()
+    sub_no = models.PositiveSmallIntegerField()
+    sub = models.CharField(max_length=255, blank=True)
+
+    KEY = ("sub_no", "hour", "partner_id", "sub", "goal", "status")
+
+    class Meta:
+        indexes = [
+            # A report names one sub: its rows of a range of days.
+            models.Index(
+                fields=["sub_no", "hour", "partner_id", "sub", "goal", "status"],
+                name="substat_key_idx",
+            ),
+            models.Index(
+                fields=["hour"], name="substat_unmerged_idx", condition=models.Q(merged=False)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d} sub{self.sub_no}={self.sub!r}"

@@ -295,7 +295,9 @@ def process_env(var_dir: Path, **settings: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("DATABASE_", "CELERY_", "CACHE_", "DISPATCH_", "POSTBACK_"))
+        if not key.startswith(
+            ("DATABASE_", "CELERY_", "CACHE_", "DISPATCH_", "POSTBACK_", "PROMETHEUS_")
+        )
     }
     env.update(
         DJANGO_SETTINGS_MODULE="affise_proj.settings",

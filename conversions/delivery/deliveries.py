@@ -26,6 +26,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
+from affise_proj import metrics
 from conversions.intake.params import STATUS_CODES as ADVERTISER_STATUS_CODES
 from conversions.models import SUB_FIELDS, Conversion, PostbackDelivery
 from offers.macros import fill
@@ -342,6 +343,7 @@ def attempt(delivery_id: int) -> str:
             if result.retry:
                 _schedule_retry(row, now)
             _record_failure(row.partner_postback_id, result.error, now)
+    metrics.delivery_finished(row)
     return row.state
 
 

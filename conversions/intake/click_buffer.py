@@ -39,6 +39,7 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 from redis.exceptions import RedisError
 
+from affise_proj import metrics
 from conversions.models import CLICKID_PATTERN, SUB_FIELDS, Click
 from offers.models import Offer
 from partners.models import Partner
@@ -139,6 +140,7 @@ def flush(*, wait: bool = True, limit: int = 100_000) -> int:
             # Deleted once the rows are committed; inside a caller's transaction
             # (tests, the synchronous mode) when that one commits.
             transaction.on_commit(lambda ids=ids: stream.client.xdel(stream.key, *ids), robust=True)
+            transaction.on_commit(functools.partial(metrics.clicks_flushed, len(ids)))
         read += len(entries)
         if len(entries) < FLUSH_BATCH or ids[-1] == end:
             break

@@ -18,6 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 from psycopg.types.json import Jsonb
 
+from affise_proj import logs, metrics
 from conversions.models import SUB_FIELDS, Postback, new_postback_id
 from conversions.processing import dispatch
 from conversions.processing.settlement import process_inline
@@ -69,6 +70,7 @@ def click(request: HttpRequest) -> HttpResponse:
         else "",
         **subs,
     )
+    metrics.click_answered(clickid is not None)
     if target is None:
         return _not_found("Unknown offer")
     if clickid is None:
@@ -159,6 +161,7 @@ def postback(request: HttpRequest) -> HttpResponse:
         # Fitted to their columns; the raw values stay in params.
         **postback_columns(params),
     )
+    logs.bind(postback_id=row.id, clickid=row.clickid)
     try:
         raised = _store(row)
     except (OperationalError, InterfaceError):
@@ -166,6 +169,7 @@ def postback(request: HttpRequest) -> HttpResponse:
         # spool; the sweeper imports it with the same id once the database is back.
         log.warning("database unavailable, spooling postback %s", row.id, exc_info=True)
         spool.append(row)
+        metrics.postback_answered(row.method, spooled=True)
         return _accepted(row.id)
     except DatabaseError:
         raised = _store_plain(row)
@@ -177,11 +181,13 @@ def postback(request: HttpRequest) -> HttpResponse:
     if settings.POSTBACK_PROCESSING == "sync":
         state, error = process_inline(row.id)
         if state == Postback.State.ACCEPTED:
+            metrics.postback_answered(row.method)
             return JsonResponse({"status": 1})
         return JsonResponse({"status": 2, "message": error})
 
     if raised:
         dispatch.publish_dispatch()
+    metrics.postback_answered(row.method)
     return _accepted(row.id)
 
 

@@ -19,6 +19,7 @@ from django.db.models import Q
 from django.db.models.functions import Lower, Trim
 from django.utils import timezone
 
+from affise_proj import metrics
 from conversions.intake import spool
 from conversions.models import DispatchFlag, Postback
 
@@ -257,7 +258,9 @@ def dispatch_received() -> int:
 def fail_exhausted() -> int:
     """Abandoned postbacks that used all their attempts become ``failed``."""
     cutoff = timezone.now() - timedelta(seconds=settings.POSTBACK_STALE_AFTER)
-    return Postback.objects.fail_abandoned(cutoff, settings.POSTBACK_MAX_ATTEMPTS)
+    failed = Postback.objects.fail_abandoned(cutoff, settings.POSTBACK_MAX_ATTEMPTS)
+    metrics.postbacks_failed(failed)
+    return failed
 
 
 def sweep() -> dict:

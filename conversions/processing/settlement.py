@@ -2,13 +2,16 @@
 
 import contextvars
 import logging
+import time
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from affise_proj import metrics
 from conversions.delivery.deliveries import enabled_postbacks, fire
 from conversions.intake.addresses import valid_ip
 from conversions.models import Conversion, Postback
@@ -74,6 +77,7 @@ def settle(results: list[dict], ids: list[str]) -> dict[str, str]:
 
 
 def _settle_locked(batch, by_check, ids) -> dict[str, str]:
+    started = time.monotonic()
     with transaction.atomic():
         rows = _lock_rows(ids)
         try:
@@ -86,6 +90,8 @@ def _settle_locked(batch, by_check, ids) -> dict[str, str]:
             rows = _lock_rows(ids)
             outcome = _settle_all(batch, by_check, rows, bulk=False)
         _write_outcomes(rows.values())
+        # Counted once committed: a batch rolled back and retried counts once.
+        transaction.on_commit(partial(metrics.batch_settled, list(rows.values()), started))
     return outcome
 
 
@@ -401,7 +407,10 @@ def _update_existing(
 
 def record_failure(ids: list[str], error: str) -> None:
     """A batch whose processing broke: retry it via the sweeper, or fail it for good."""
-    Postback.objects.filter(pk__in=ids).retry_or_fail(error[:255], settings.POSTBACK_MAX_ATTEMPTS)
+    failed = Postback.objects.filter(pk__in=ids).retry_or_fail(
+        error[:255], settings.POSTBACK_MAX_ATTEMPTS
+    )
+    metrics.postbacks_failed(failed)
 
 
 def process_inline(postback_id: str) -> tuple[str, str]:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversions', '0007_one_conversion_per_click_and_goal'),
+        ('conversions', '0008_stats_rollups'),
     ]
 
     operations = [
