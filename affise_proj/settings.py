@@ -419,7 +419,7 @@ STATS_LAG = CLICK_FLUSH_INTERVAL if CLICK_BUFFER else 0.0
 # How often the beat merges the counter rows appended since the last merge.
 STATS_MERGE_INTERVAL = env.float("STATS_MERGE_INTERVAL", default=60.0)
 CELERY_BEAT_SCHEDULE["merge-stats"] = {
-    "task": "conversions.panel.tasks.merge_stats",
+    "task": "conversions.tasks.merge_stats",
     "schedule": STATS_MERGE_INTERVAL,
     "options": {"expires": STATS_MERGE_INTERVAL},
 }

@@ -12,6 +12,7 @@ NAMES = {
     "conversions.tasks.sweep",
     "conversions.tasks.reconcile_caps",
     "conversions.tasks.flush_clicks",
+    "conversions.tasks.merge_stats",
     "partners.tasks.deliver",
     "partners.tasks.retry_due_deliveries",
 }

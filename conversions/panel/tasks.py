@@ -5,6 +5,6 @@ from celery import shared_task
 from . import rollups
 
 
-@shared_task(name="conversions.panel.tasks.merge_stats", ignore_result=True)
+@shared_task(name="conversions.tasks.merge_stats", ignore_result=True)
 def merge_stats() -> dict[str, int]:
     return rollups.merge()
