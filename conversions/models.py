@@ -199,6 +199,21 @@ class Postback(models.Model):
         return self.id
 
 
+class DispatchFlag(models.Model):
+    """One row: "a dispatch is queued and has not started claiming yet".
+
+    Raised by the accept path in the statement that stores a postback, so the
+    nudge costs no round trip of its own; cleared by the dispatcher before it
+    claims (conversions/processing/dispatch.py says why that is enough).
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    raised_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"raised at {self.raised_at}" if self.raised_at else "down"
+
+
 class Conversion(models.Model):
     class Status(models.TextChoices):
         APPROVED = "approved"
