@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversions', '0008_stats_rollups'),
+        ('conversions', '0009_postback_checks_and_requeues'),
     ]
 
     operations = [
