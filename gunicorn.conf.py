@@ -7,6 +7,9 @@ environment:
 - ``WEB_BIND``: the address(es) to listen on, comma separated
   (default ``127.0.0.1:$PORT``, ``PORT`` default 8000).
 - ``WEB_CONCURRENCY``: worker processes (default 2).
+- ``WEB_THREADS``: threads per worker (default 1); above 1, gunicorn's
+  ``gthread`` workers (keep-alive, one request's commit overlapped with
+  another's work).
 - ``WEB_ACCESS_LOG``: ``-`` logs every request to stdout (default: none).
 - ``WEB_LIMIT_REQUEST_LINE``: the longest request line in bytes (default and
   most 8190, gunicorn's own ceiling).
@@ -38,6 +41,7 @@ def _limit_request_line() -> int:
 wsgi_app = "affise_proj.wsgi"
 bind = os.environ.get("WEB_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}").split(",")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("WEB_THREADS", "1"))
 accesslog = os.environ.get("WEB_ACCESS_LOG") or None
 limit_request_line = _limit_request_line()
 # Gunicorn's defaults, named here because they are limits too: at most 100

@@ -4,6 +4,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from conversions.panel import api as conversions_api
+from conversions.panel import test_tools
 from conversions.panel.stats_api import StatsView
 from offers import api as offers_api
 from partners import api as partners_api
@@ -24,4 +25,19 @@ router.register("postbacks", conversions_api.PostbackViewSet)
 router.register("conversions", conversions_api.ConversionViewSet)
 router.register("postback-deliveries", conversions_api.PostbackDeliveryViewSet)
 
-urlpatterns = [path("stats/", StatsView.as_view(), name="stats"), *router.urls]
+urlpatterns = [
+    path("stats/", StatsView.as_view(), name="stats"),
+    # The test tools (conversions/panel/test_tools.py): actions on offers and
+    # partner postbacks that only the conversions app can run.
+    path(
+        "offers/<int:pk>/test-postback/",
+        test_tools.OfferTestPostbackView.as_view(),
+        name="offer-test-postback",
+    ),
+    path(
+        "partner-postbacks/<int:pk>/test/",
+        test_tools.PartnerPostbackTestView.as_view(),
+        name="partnerpostback-test",
+    ),
+    *router.urls,
+]

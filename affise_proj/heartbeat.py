@@ -1,8 +1,8 @@
 """Live Celery workers, for /metrics' ``celery_workers`` and /readyz.
 
 Each worker (its main process) renews a mark every INTERVAL seconds that
-expires after TTL: a key in Redis (DISPATCH_FLAG_URL's: the Redis cache's, else
-the broker's), or with no Redis at all (the embedded default) a file under
+expires after TTL: a key in Redis (REDIS_URL's: the broker's Redis, or the one
+beside RabbitMQ), or with no Redis at all (the embedded default) a file under
 VAR_DIR/workers whose age is its expiry. A worker killed outright stops
 renewing, and drops out of the count within TTL seconds; one that stops
 cleanly removes its mark at once.
@@ -25,7 +25,7 @@ TTL = 15
 
 @functools.cache
 def _client() -> redis.Redis | None:
-    url = settings.DISPATCH_FLAG_URL
+    url = settings.REDIS_URL
     if not url:
         return None
     return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)

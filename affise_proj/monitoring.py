@@ -215,8 +215,6 @@ def readyz(request: HttpRequest) -> JsonResponse:
     advertisers because processing stopped.
     """
     checks = {"database": _timed(_database), "broker": _timed(_broker)}
-    if settings.DISPATCH_FLAG_URL:
-        checks["dispatch_flag"] = _timed(_ping(settings.DISPATCH_FLAG_URL))
     if settings.CLICK_BUFFER:
         checks["click_buffer"] = _timed(_ping(settings.CLICK_BUFFER_URL))
     checks["spool"] = _timed(_spool)

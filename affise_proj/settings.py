@@ -6,7 +6,6 @@ it. ``DATABASE_URL`` and ``CELERY_BROKER_URL`` switch to PostgreSQL and Redis.
 """
 
 import os
-import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -67,6 +66,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: every log line of a request carries what it concerns, and nothing of the last one.
     "affise_proj.logs.request_context",
+    # /postback and /click go straight to their views, past everything below.
+    "conversions.intake.middleware.MachineEndpointsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -87,7 +88,8 @@ WSGI_APPLICATION = "affise_proj.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # affise_proj/templates: the panel's admin/base_site.html, ahead of the admin app's own.
+        "DIRS": [BASE_DIR / "affise_proj" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -172,6 +174,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Times in the panel with seconds and their zone (affise_proj/formats/).
+FORMAT_MODULE_PATH = ["affise_proj.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
@@ -298,10 +302,10 @@ BROKER_ACK_TIMEOUT = (
     else CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
 )
 # A Redis beside the broker, for what Celery's broker does not do: chord
-# counting and results, the click buffer and the dispatch flag. With a Redis
-# broker it is that Redis; with RabbitMQ set REDIS_URL (persisted, as the
-# click buffer lives there). Without any Redis, results and chords live in the
-# database, clicks are inserted in the request and each process nudges alone.
+# counting and results, and the click buffer. With a Redis broker it is that
+# Redis; with RabbitMQ set REDIS_URL (persisted, as the click buffer lives
+# there). Without any Redis, results and chords live in the database and
+# clicks are inserted in the request.
 REDIS_URL = env.str(
     "REDIS_URL",
     default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "",
@@ -397,21 +401,6 @@ CLICK_BUFFER = env.bool(
     "CLICK_BUFFER",
     default="postgres" in DATABASES["default"]["ENGINE"] and bool(CLICK_BUFFER_URL),
 )
-
-
-def _dispatch_flag_url() -> str:
-    """The Redis cache's first server, else REDIS_URL (by default the broker's Redis), else none."""
-    cache = CACHES["default"]
-    if cache["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
-        return re.split("[;,]", cache["LOCATION"])[0]
-    return REDIS_URL
-
-
-# The accept path's nudge (conversions/processing/dispatch.py) queues one dispatch task per
-# pending dispatch, not one per postback, through a flag every web process must
-# see: a key in this Redis. Empty (no Redis at all, the embedded default): each
-# process only knows its own postbacks, and each postback queues a dispatch.
-DISPATCH_FLAG_URL = env.str("DISPATCH_FLAG_URL", default=_dispatch_flag_url())
 # How often the beat flushes buffered clicks into the table (seconds).
 CLICK_FLUSH_INTERVAL = env.float("CLICK_FLUSH_INTERVAL", default=1.0)
 # How long a web process reuses an offer's answer for a partner (running or

@@ -1,15 +1,17 @@
 """``make faults`` / ``make faults-short``: lose nothing while parts of the system fail.
 
 While a steady stream of postbacks and one of clicks run: SIGKILL a worker
+and start it again, SIGKILL the web server (gunicorn's master and workers)
 and start it again, restart Redis (append-only, as docker-compose runs it;
 with ``--broker rabbitmq``, SIGKILL the RabbitMQ node and start it again,
-then restart the Redis beside it),
-stop PostgreSQL for a few seconds and start it again (the web spools
-postbacks and buffers clicks meanwhile). After the streams and a drain, every
-postback answered status 1 must be in the database in a final state,
-conversions must equal valid postbacks, none doubled, the cap not overspent,
-and every click answered with a clickid must be in the click table, and no
-worker or beat may have exited by itself (a Redis restart must not end them).
+then restart the Redis beside it), crash PostgreSQL (an immediate stop: no
+checkpoint, the WAL replayed at start) and start it again a few seconds
+later (the web spools postbacks and buffers clicks meanwhile). After the
+streams and a drain, every postback answered status 1 must be in the database
+in a final state, conversions must equal valid postbacks, none doubled, the
+cap not overspent, and every click answered with a clickid must be in the
+click table, and no worker or beat may have exited by itself (a Redis
+restart must not end them).
 Beside them, a stream of status sequences, one click each (pending, then
 approved, declined or a plain postback, sent one after another as an
 advertiser's server does): each click's final status, and each postback's
@@ -52,6 +54,8 @@ class Plan:
     seconds: float
     kill_worker_at: float
     worker_down: float
+    kill_web_at: float
+    web_down: float
     redis_at: float
     redis_down: float
     postgres_at: float
@@ -66,6 +70,8 @@ FULL = Plan(
     seconds=75,
     kill_worker_at=10,
     worker_down=4,
+    kill_web_at=19,
+    web_down=2,
     redis_at=28,
     redis_down=3,
     postgres_at=45,
@@ -79,6 +85,8 @@ SHORT = Plan(
     seconds=40,
     kill_worker_at=6,
     worker_down=3,
+    kill_web_at=10,
+    web_down=1,
     redis_at=15,
     redis_down=2,
     postgres_at=25,
@@ -210,6 +218,13 @@ def _faults(stack: Stack, plan: Plan, started: float, events: list) -> None:
     at(plan.kill_worker_at + plan.worker_down)
     stack.start_worker("worker", concurrency=2, **APP_ENV)
     note("worker started again")
+    at(plan.kill_web_at)
+    # Answers in flight are cut off; every postback answered before was committed.
+    stack.stop("web", sig=9)
+    note("SIGKILL web (gunicorn master and workers)")
+    at(plan.kill_web_at + plan.web_down)
+    stack.start_web(2, **APP_ENV)
+    note("web started again")
     at(plan.redis_at)
     if stack.broker == "rabbitmq":
         stack.kill_rabbitmq()
@@ -217,7 +232,7 @@ def _faults(stack: Stack, plan: Plan, started: float, events: list) -> None:
         at(plan.redis_at + plan.redis_down)
         stack.start_rabbitmq()
         note("RabbitMQ started again")
-        # The Redis beside it (chords, click buffer, dispatch flag) restarts too.
+        # The Redis beside it (chords, click buffer) restarts too.
         at((plan.redis_at + plan.redis_down + plan.postgres_at) / 2)
     stack.stop_redis()
     note("Redis stopped (SHUTDOWN, append-only file kept)")
@@ -225,8 +240,9 @@ def _faults(stack: Stack, plan: Plan, started: float, events: list) -> None:
     stack.start_redis()
     note("Redis started again")
     at(plan.postgres_at)
-    stack.stop_postgres("fast")
-    note("PostgreSQL stopped")
+    # A crash, not a shutdown: what was committed survives through the WAL alone.
+    stack.stop_postgres("immediate")
+    note("PostgreSQL crashed (immediate stop: no checkpoint)")
     at(plan.postgres_at + plan.postgres_down)
     stack.start_postgres()
     note("PostgreSQL started again")
@@ -733,7 +749,7 @@ def _write_doc(
 ) -> None:
     servers = (
         "private PostgreSQL, RabbitMQ as the broker and a Redis beside it (`REDIS_URL`: "
-        "chords, click buffer, dispatch flag)"
+        "chords, click buffer)"
         if broker == "rabbitmq"
         else "private PostgreSQL and Redis"
     )

@@ -2,6 +2,7 @@ import secrets
 import time
 
 import pghistory
+from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -119,10 +120,19 @@ class PostbackQuerySet(models.QuerySet):
         )
 
     def requeue(self) -> int:
-        """rejected / failed -> received, attempts from zero (an operator's re-queue)."""
+        """rejected / failed -> received, attempts and trail from nothing (an operator's re-queue).
+
+        What the postback had is kept by the panel's record of the re-queue
+        (PostbackRequeue).
+        """
         State = self.model.State
         return self.filter(state__in=[State.REJECTED, State.FAILED]).update(
-            state=State.RECEIVED, error="", attempts=0, processed_at=None, dispatched_at=None
+            state=State.RECEIVED,
+            error="",
+            attempts=0,
+            processed_at=None,
+            dispatched_at=None,
+            checks={},
         )
 
 
@@ -154,6 +164,10 @@ class Postback(models.Model):
     )
     dispatched_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # What each check said when the postback settled (DESIGN.md "Check trail"):
+    # {"<check>": {"ok": bool, "detail": "<text>"}}, in the order they decide.
+    # A database default: the accept path inserts its own list of columns.
+    checks = models.JSONField(default=dict, db_default={}, blank=True)
 
     objects = PostbackQuerySet.as_manager()
 
@@ -184,6 +198,21 @@ class Postback(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class DispatchFlag(models.Model):
+    """One row: "a dispatch is queued and has not started claiming yet".
+
+    Raised by the accept path in the statement that stores a postback, so the
+    nudge costs no round trip of its own; cleared by the dispatcher before it
+    claims (conversions/processing/dispatch.py says why that is enough).
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    raised_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"raised at {self.raised_at}" if self.raised_at else "down"
 
 
 # What a conversion's history shows (affise_proj/history.py): written by a
@@ -364,6 +393,30 @@ class PostbackDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.partner_postback_id}/{self.conversion_id} #{self.attempt} {self.state}"
+
+
+class PostbackRequeue(models.Model):
+    """An operator's re-queue of a rejected or failed postback: who, when, and what it was."""
+
+    postback = models.ForeignKey(Postback, on_delete=models.CASCADE, related_name="requeues")
+    at = models.DateTimeField(default=timezone.now)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    # The postback as it stood before the re-queue put it back to received.
+    state = models.CharField(max_length=16)
+    error = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    checks = models.JSONField(default=dict, blank=True, help_text="The trail it had.")
+
+    class Meta:
+        indexes = [
+            # The postback page and API list a postback's re-queues.
+            models.Index(fields=["postback", "at"], name="postback_requeue_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.postback_id} re-queued {self.at:%Y-%m-%d %H:%M:%S}"
 
 
 class StatRow(models.Model):

@@ -11,6 +11,7 @@ from django.utils import timezone
 from affise_proj.history_admin import HistoryAdminMixin
 
 from . import secrecy
+from .forms import IPListField
 from .models import Advertiser, Cap, ExchangeRate, Goal, Offer, Payout, PostbackRule, usage_of
 
 PERIOD_WORDS = {Cap.Period.DAY: "today", Cap.Period.MONTH: "this month", Cap.Period.ALL: "in total"}
@@ -104,6 +105,19 @@ class PostbackRuleInline(OfferScopedInline):
     verbose_name_plural = "rules (declined first, then pending; before caps)"
 
 
+class IPListMixin:
+    """allowed_ips as text, one address or network per line (the API keeps the list)."""
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "allowed_ips":
+            return db_field.formfield(form_class=IPListField, **kwargs)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    @admin.display(description="allowed IPs")
+    def allowed_ip_list(self, obj) -> str:
+        return ", ".join(obj.allowed_ips) or "any"
+
+
 class MaskedSecureMixin:
     """A user who may not change the row sees a mask where its secure code is (support)."""
 
@@ -131,8 +145,8 @@ class MaskedSecureMixin:
 
 
 @admin.register(Advertiser)
-class AdvertiserAdmin(HistoryAdminMixin, MaskedSecureMixin, admin.ModelAdmin):
-    list_display = ("id", "name", "has_secure", "allowed_ips")
+class AdvertiserAdmin(HistoryAdminMixin, IPListMixin, MaskedSecureMixin, admin.ModelAdmin):
+    list_display = ("id", "name", "has_secure", "allowed_ip_list")
     search_fields = ("name",)
 
     @admin.display(description="secure code", boolean=True)
@@ -145,7 +159,7 @@ URL_FIELDS = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(Offer)
-class OfferAdmin(HistoryAdminMixin, MaskedSecureMixin, admin.ModelAdmin):
+class OfferAdmin(HistoryAdminMixin, IPListMixin, MaskedSecureMixin, admin.ModelAdmin):
     formfield_overrides = URL_FIELDS
     list_display = (
         "id",
@@ -169,9 +183,12 @@ class OfferAdmin(HistoryAdminMixin, MaskedSecureMixin, admin.ModelAdmin):
         offer = self.get_object(request, object_id)
         if offer is not None:
             site = request.build_absolute_uri("/").rstrip("/")
+            code = shown_secure_code(offer, request.user)
             extra_context = {
                 **(extra_context or {}),
-                "postback_urls": postback_urls(offer, site, shown_secure_code(offer, request.user)),
+                "postback_urls": postback_urls(offer, site, code),
+                # The test postback form carries the code to those who may read it.
+                "test_secure": "" if code == secrecy.MASK else code,
                 "click_url": click_url(offer, site),
             }
         return super().change_view(request, object_id, form_url, extra_context)

@@ -64,13 +64,10 @@ def celery_session_worker(django_db_setup, django_db_blocker):
     from celery.contrib.testing.worker import start_worker
 
     from affise_proj.celery import app
-    from conversions.processing.dispatch import pending_flag
 
+    # The test database is new (its dispatch flag down): nothing queued before
+    # may stand for a dispatch it needs.
     app.control.purge()
-    # The purge may have dropped the dispatch that a pending nudge stands for:
-    # clear the nudge too, or postbacks sent in the next two seconds would wait
-    # for the sweeper, which tests do not run.
-    pending_flag().clear()
     with (
         django_db_blocker.unblock(),
         start_worker(

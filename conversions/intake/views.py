@@ -30,6 +30,8 @@ from .params import postback_columns
 
 log = logging.getLogger(__name__)
 
+ACCEPTED_MESSAGE = "Postback accepted"
+
 
 def _id(value: str) -> str | None:
     """``value`` if it is an id: ASCII digits that fit a bigint.
@@ -161,16 +163,17 @@ def postback(request: HttpRequest) -> HttpResponse:
     )
     logs.bind(postback_id=row.id, clickid=row.clickid)
     try:
-        _store(row)
+        raised = _store(row)
     except (OperationalError, InterfaceError):
         # The database is unreachable: keep the postback in the durable local
         # spool; the sweeper imports it with the same id once the database is back.
         log.warning("database unavailable, spooling postback %s", row.id, exc_info=True)
         spool.append(row)
         metrics.postback_answered(row.method, spooled=True)
-        return JsonResponse({"status": 1, "message": "Postback accepted", "id": row.id})
+        return _accepted(row.id)
     except DatabaseError:
-        if not _store_plain(row):
+        raised = _store_plain(row)
+        if raised is None:
             return JsonResponse(
                 {"status": 2, "message": "Postback could not be recorded"}, status=503
             )
@@ -182,9 +185,19 @@ def postback(request: HttpRequest) -> HttpResponse:
             return JsonResponse({"status": 1})
         return JsonResponse({"status": 2, "message": error})
 
-    dispatch.nudge()
+    if raised:
+        dispatch.publish_dispatch()
     metrics.postback_answered(row.method)
-    return JsonResponse({"status": 1, "message": "Postback accepted", "id": row.id})
+    return _accepted(row.id)
+
+
+# JsonResponse's bytes for {"status": 1, "message": ACCEPTED_MESSAGE, "id": <id>}, made
+# once: a postback id is hex digits (new_postback_id), which JSON never escapes.
+_ACCEPTED_BODY = json.dumps({"status": 1, "message": ACCEPTED_MESSAGE, "id": "%s"}).encode()
+
+
+def _accepted(postback_id: str) -> HttpResponse:
+    return HttpResponse(_ACCEPTED_BODY % postback_id.encode(), content_type="application/json")
 
 
 _POSTBACK_COLUMNS = (
@@ -204,31 +217,45 @@ _POSTBACK_COLUMNS = (
 @functools.cache
 def _insert_postback_sql() -> str:
     # The id is new and random: a conflict can only be this statement's own
-    # retry after its commit had landed (see statements.fetch_one).
+    # retry after its commit had landed (see statements.fetch_one). The
+    # dispatch flag is raised in the same statement (dispatch.clear_flag says
+    # why that is as good as raising it after the commit): no round trip of
+    # its own, and none at all while a dispatch is pending.
     return (
-        f"INSERT INTO {Postback._meta.db_table} ({', '.join(_POSTBACK_COLUMNS)})"
-        f" VALUES ({statements.placeholders(_POSTBACK_COLUMNS)}) ON CONFLICT (id) DO NOTHING"
+        f"WITH {dispatch.RAISE_FLAG_CTES},"
+        f" stored AS (INSERT INTO {Postback._meta.db_table} ({', '.join(_POSTBACK_COLUMNS)})"
+        f" VALUES ({statements.placeholders(_POSTBACK_COLUMNS)}) ON CONFLICT (id) DO NOTHING)"
+        f" SELECT {dispatch.FLAG_RAISED}"
     )
 
 
-def _store(row: Postback) -> None:
-    """Insert a new postback: one prepared statement on PostgreSQL, the ORM elsewhere."""
+def _store(row: Postback) -> bool:
+    """Insert a new postback and raise the dispatch flag; True if this raised it.
+
+    One prepared statement on PostgreSQL; elsewhere the ORM's insert, then the
+    flag in a statement of its own.
+    """
     if connection.vendor != "postgresql":
         row.save(force_insert=True)
-        return
+        try:
+            return dispatch.raise_flag()
+        except DatabaseError:
+            # Stored: the sweeper dispatches it.
+            log.warning("could not raise the dispatch flag", exc_info=True)
+            return False
     params = {name: getattr(row, name) for name in _POSTBACK_COLUMNS}
     params["params"] = Jsonb(row.params)
-    statements.fetch_one(_insert_postback_sql(), params, prepare=True)
+    return statements.fetch_one(_insert_postback_sql(), params, prepare=True)[0]
 
 
-def _store_plain(row: Postback) -> bool:
+def _store_plain(row: Postback) -> bool | None:
     """The database refused a postback while reachable, which is a bug: store what it takes.
 
     Spooling would not help (the import would meet the same refusal), and an
     answer of status 1 promises a stored row. Steps: log the refusal; insert
     the row again without the columns copied out of params (the raw params,
     method, time and address stay); if that is refused too, once more without
-    the address; report whether it was stored.
+    the address; return what ``_store`` returned, None if it was not stored.
     """
     log.exception("database refused postback %s; storing it without copied columns", row.id)
     row.clickid = row.action_id = ""
@@ -236,12 +263,10 @@ def _store_plain(row: Postback) -> bool:
         if plainer:
             row.ip = None
         try:
-            _store(row)
+            return _store(row)
         except DatabaseError:
             log.exception("database refused postback %s again", row.id)
-            continue
-        return True
-    return False
+    return None
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

@@ -12,9 +12,13 @@ from decimal import Decimal
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q
-from django.urls import reverse
-from django.utils.html import format_html
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 from import_export.admin import ImportExportMixin
 from import_export.results import RowResult
 
@@ -23,10 +27,11 @@ from conversions.delivery import deliveries
 from conversions.intake.params import CLICKID_RE
 from conversions.models import Click, Conversion, Postback, PostbackDelivery
 from conversions.outcomes import DECLINES_GIVEN, Decline, Rejection
-from conversions.processing import dispatch, statuses
+from conversions.processing import statuses
 from offers import secrecy
 from offers.models import Goal
 
+from . import requeues, trail
 from .changelist import FastListMixin
 from .conversion_csv import ConversionResource, FormulaSafeCSV
 
@@ -66,6 +71,13 @@ def badge(value: str, label: str = "") -> str:
         colour,
         label or value,
     )
+
+
+def short(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters (the whole of it on hover)."""
+    if len(text) <= width:
+        return text
+    return format_html('<span title="{}">{}…</span>', text, text[: width - 1])
 
 
 def money(value: Decimal) -> str:
@@ -160,6 +172,37 @@ class ReadOnlyMixin:
         fields = [f.name for f in self.model._meta.fields]
         return [*fields, *self.readonly_fields]
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Nothing on the page can be changed: no Save buttons (a Close link instead).
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+def admin_link(obj, text: str = "") -> str:
+    """A link to ``obj``'s page in the admin."""
+    meta = obj._meta
+    url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])
+    return format_html('<a href="{}">{}</a>', url, text or str(obj))
+
+
+def list_link(model, query: str, text: str) -> str:
+    """A link to ``model``'s list in the admin, filtered by ``query``."""
+    meta = model._meta
+    url = reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist")
+    return format_html('<a href="{}?{}">{}</a>', url, query, text)
+
+
+def local_time(moment) -> str:
+    """A time with seconds and its zone, as the panel shows every time."""
+    if moment is None:
+        return "-"
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
+
 
 class DeliveryInline(admin.TabularInline):
     model = PostbackDelivery
@@ -240,23 +283,21 @@ class ConversionAdmin(
     formats = [FormulaSafeCSV]
     # "Export" downloads the filtered list at once: no intermediate form.
     skip_export_form = True
+    # What a manager scans, fitting a laptop's screen (1366 px) beside the open
+    # sidebar; id, sum, clickid and action_id are on the conversion's page.
     list_display = (
-        "id",
         "created_at",
-        "offer",
-        "partner",
+        "offer_name",
+        "partner_name",
         "goal",
         "status_badge",
         "reason",
         "revenue_amount",
         "payout_amount",
-        "sum_amount",
-        "clickid",
-        "action_id",
-        "ctit",
-        "ip_mismatch",
+        "fraud_signals",
     )
-    list_select_related = ("offer", "partner", "click")
+    list_display_links = ("created_at",)
+    list_select_related = ("offer", "partner")
     list_filter = (
         "status",
         "offer",
@@ -273,11 +314,42 @@ class ConversionAdmin(
     actions = ("change_status", "approve", "decline", "set_pending")
     action_form = ConversionActionForm
     readonly_fields = ("clickid",)
+    actions = ("approve", "decline", "set_pending")
+    readonly_fields = ("clickid", "related")
     inlines = (PostbackInline, DeliveryInline)
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Conversion) -> str:
         return badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="ctit · ip", ordering="ctit")
+    def fraud_signals(self, obj: Conversion) -> str:
+        """Seconds from click to conversion, and ≠ where the postback's IP is not the click's."""
+        ctit = "-" if obj.ctit is None else f"{obj.ctit} s"
+        return f"{ctit} · IP ≠" if obj.ip_mismatch else ctit
+
+    @admin.display(description="offer", ordering="offer__title")
+    def offer_name(self, obj: Conversion) -> str:
+        return short(str(obj.offer), 28)
+
+    @admin.display(description="partner", ordering="partner__name")
+    def partner_name(self, obj: Conversion) -> str:
+        return short(str(obj.partner), 20)
+
+    @admin.display(description="click, postbacks and deliveries")
+    def related(self, obj: Conversion) -> str:
+        links = []
+        if obj.click_id:
+            links.append(admin_link(obj.click, f"click {obj.click.clickid}"))
+        postbacks = obj.postbacks.count()
+        links.append(
+            list_link(Postback, f"conversion__id__exact={obj.pk}", f"{postbacks} postback(s)")
+        )
+        sent = obj.deliveries.count()
+        links.append(
+            list_link(PostbackDelivery, f"conversion__id__exact={obj.pk}", f"{sent} delivery(ies)")
+        )
+        return format_html_join(" · ", "{}", ((link,) for link in links))
 
     def import_action(self, request, **kwargs):
         """import_export's preview, except that refused rows do not hold up the others.
@@ -334,10 +406,6 @@ class ConversionAdmin(
     @admin.display(description="payout", ordering="payout")
     def payout_amount(self, obj: Conversion) -> str:
         return money(obj.payout)
-
-    @admin.display(description="sum", ordering="sum")
-    def sum_amount(self, obj: Conversion) -> str:
-        return money(obj.sum)
 
     @admin.display(description="clickid", ordering="click__clickid")
     def clickid(self, obj: Conversion) -> str:
@@ -402,20 +470,23 @@ class ConversionAdmin(
         self._change_status(request, queryset, S.PENDING)
 
 
+def masked_fields(fields: tuple) -> tuple:
+    return tuple("masked_params" if f == "raw_params" else f for f in fields)
+
+
 @admin.register(Postback)
 class PostbackAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
+    # What support scans, fitting a laptop's screen (1366 px) beside the open
+    # sidebar; address, goal, attempts and conversion are on the postback's page.
     list_display = (
-        "id",
+        "postback_id",
         "received_at",
-        "ip",
-        "clickid",
-        "goal",
+        "clickid_text",
+        "offer_name",
         "state_badge",
         "error",
-        "attempts",
-        "offer",
-        "conversion_link",
     )
+    list_display_links = ("postback_id",)
     list_select_related = ("offer",)
     list_filter = ("state", ErrorFilter, "offer")
     date_hierarchy = "received_at"
@@ -423,24 +494,108 @@ class PostbackAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
     search_help_text = "Exact clickid, action_id or postback id."
     ordering = ("-received_at",)
     actions = ("requeue",)
-    readonly_fields = ("raw_params",)
-    exclude = ("params",)
+    readonly_fields = ("check_trail", "timeline", "attempts_and_requeues", "raw_params")
+    exclude = ("params", "checks")
+    change_form_template = "admin/conversions/postback/change_form.html"
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "id",
+                    "state",
+                    "error",
+                    "offer",
+                    "conversion",
+                    "clickid",
+                    "action_id",
+                    "method",
+                    "ip",
+                )
+            },
+        ),
+        ("Check trail", {"fields": ("check_trail",)}),
+        ("Timeline", {"fields": ("timeline", "attempts_and_requeues")}),
+        ("Parameters", {"fields": ("raw_params",)}),
+    )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("requeues__user")
+
+    @admin.display(description="id", ordering="id")
+    def postback_id(self, obj: Postback) -> str:
+        return format_html('<span class="hexid">{}</span>', obj.pk)
+
+    @admin.display(description="clickid", ordering="clickid")
+    def clickid_text(self, obj: Postback) -> str:
+        return format_html('<span class="hexid">{}</span>', obj.clickid) if obj.clickid else "-"
+
+    @admin.display(description="offer", ordering="offer__title")
+    def offer_name(self, obj: Postback) -> str:
+        return short(str(obj.offer), 24) if obj.offer_id else "-"
+
+    @admin.display(description="checks")
+    def check_trail(self, obj: Postback) -> str:
+        return trail.trail_html(obj.checks)
+
+    @admin.display(description="received, dispatched, processed")
+    def timeline(self, obj: Postback) -> str:
+        steps = trail.timeline(obj)
+        rows = [
+            ("received", local_time(steps["received_at"]), ""),
+            (
+                "dispatched",
+                local_time(steps["dispatched_at"]),
+                trail.duration(steps["queued_ms"]) and f"+{trail.duration(steps['queued_ms'])}",
+            ),
+            (
+                "processed",
+                local_time(steps["processed_at"]),
+                trail.duration(steps["checked_ms"]) and f"+{trail.duration(steps['checked_ms'])}",
+            ),
+        ]
+        total = trail.duration(steps["total_ms"])
+        return format_html(
+            '<table class="postback-timeline">{}{}</table>',
+            format_html_join(
+                "",
+                '<tr><th scope="row">{}</th><td>{}</td><td>{}</td></tr>',
+                rows,
+            ),
+            format_html('<tr><th scope="row">in all</th><td>{}</td><td></td></tr>', total)
+            if total
+            else "",
+        )
+
+    @admin.display(description="attempts")
+    def attempts_and_requeues(self, obj: Postback) -> str:
+        done = list(obj.requeues.all())
+        if not done:
+            return str(obj.attempts)
+        return format_html(
+            '{} this round, {} in all<ul class="requeues">{}</ul>',
+            obj.attempts,
+            requeues.attempts_in_all(obj),
+            format_html_join(
+                "",
+                "<li>Re-queued {} by {} (was {}{}{}, after {} attempt(s))</li>",
+                (
+                    (
+                        local_time(r.at),
+                        r.user.get_username() if r.user else "the system",
+                        r.state,
+                        ": " if r.error else "",
+                        r.error,
+                        r.attempts,
+                    )
+                    for r in done
+                ),
+            ),
+        )
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj: Postback) -> str:
         return badge(obj.state)
-
-    @admin.display(description="goal")
-    def goal(self, obj: Postback) -> str:
-        goal = obj.params.get("goal") or "1"
-        return goal if isinstance(goal, str) else ", ".join(map(str, goal))
-
-    @admin.display(description="conversion")
-    def conversion_link(self, obj: Postback) -> str:
-        if not obj.conversion_id:
-            return "-"
-        url = reverse("admin:conversions_conversion_change", args=[obj.conversion_id])
-        return format_html('<a href="{}">#{}</a>', url, obj.conversion_id)
 
     @admin.display(description="parameters as sent")
     def raw_params(self, obj: Postback) -> str:
@@ -457,6 +612,14 @@ class PostbackAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
         # Support reads the parameters, not the secure codes in them (offers/secrecy.py).
         return ["masked_params" if f == "raw_params" else f for f in fields]
 
+    def get_fieldsets(self, request, obj=None):
+        if secrecy.may_read_sent(request.user):
+            return self.fieldsets
+        return [
+            (name, {**options, "fields": masked_fields(options["fields"])})
+            for name, options in self.fieldsets
+        ]
+
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
         if not term:
@@ -469,10 +632,52 @@ class PostbackAdmin(FastListMixin, ReadOnlyMixin, admin.ModelAdmin):
     def has_requeue_permission(self, request) -> bool:
         return request.user.has_perm("conversions.requeue_postback")
 
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/requeue/",
+                self.admin_site.admin_view(self.requeue_view),
+                name="conversions_postback_requeue",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, object_id)
+        extra_context = {
+            **(extra_context or {}),
+            "can_requeue": obj is not None
+            and obj.state in requeues.REQUEUABLE
+            and self.has_requeue_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def requeue_view(self, request, object_id):
+        """The postback page's Re-queue button (POST): back to received, recorded."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_requeue_permission(request):
+            raise PermissionDenied
+        postback = get_object_or_404(Postback, pk=object_id)
+        if requeues.requeue([postback.pk], request.user):
+            self.message_user(
+                request, f"Re-queued postback {postback.pk} for processing.", messages.SUCCESS
+            )
+        else:
+            self.message_user(
+                request,
+                f"Postback {postback.pk} is {postback.state}: "
+                "only rejected or failed postbacks are re-queued.",
+                messages.WARNING,
+            )
+        return HttpResponseRedirect(
+            reverse("admin:conversions_postback_change", args=[postback.pk])
+        )
+
     @admin.action(description="Re-queue selected postbacks", permissions=["requeue"])
     def requeue(self, request, queryset):
         ids = list(queryset.values_list("pk", flat=True))
-        count = dispatch.requeue(ids)
+        count = requeues.requeue(ids, request.user)
         left = len(ids) - count
         self.message_user(
             request,

@@ -6,9 +6,13 @@ as the admin) and re-queueing, which go through the services too.
 """
 
 import django_filters
-from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    inline_serializer,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -24,10 +28,13 @@ from conversions.models import (
     Conversion,
     Postback,
     PostbackDelivery,
+    PostbackRequeue,
 )
 from conversions.outcomes import Decline
-from conversions.processing import dispatch, statuses
+from conversions.processing import statuses
 from offers import secrecy
+
+from . import requeues, trail
 
 REQUEUE_SLICE = 1000
 
@@ -53,7 +60,46 @@ class ClickSerializer(serializers.ModelSerializer):
         ]
 
 
+class CheckVerdictSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    detail = serializers.CharField()
+
+
+class TimelineSerializer(serializers.Serializer):
+    received_at = serializers.DateTimeField()
+    dispatched_at = serializers.DateTimeField(allow_null=True)
+    processed_at = serializers.DateTimeField(allow_null=True)
+    queued_ms = serializers.IntegerField(allow_null=True, help_text="Received to dispatched.")
+    checked_ms = serializers.IntegerField(allow_null=True, help_text="Dispatched to processed.")
+    total_ms = serializers.IntegerField(allow_null=True, help_text="Received to processed.")
+
+
+class PostbackRequeueSerializer(serializers.ModelSerializer):
+    user = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, help_text="Who re-queued it (null: the system)."
+    )
+
+    class Meta:
+        model = PostbackRequeue
+        fields = ["at", "user", "state", "error", "attempts", "checks"]
+
+
 class PostbackSerializer(serializers.ModelSerializer):
+    checks = serializers.DictField(
+        child=CheckVerdictSerializer(),
+        read_only=True,
+        help_text=(
+            'What each check said: {"<check>": {"ok": true|false, "detail": "<text>"}}. The '
+            "check that decided a rejection or a decline has ok false and the error or reason "
+            "as its detail."
+        ),
+    )
+    timeline = serializers.SerializerMethodField()
+    requeues = PostbackRequeueSerializer(
+        many=True,
+        read_only=True,
+        help_text="Each operator's re-queue, oldest first, with the state it had before.",
+    )
     params = serializers.JSONField(
         read_only=True,
         help_text=(
@@ -78,7 +124,15 @@ class PostbackSerializer(serializers.ModelSerializer):
             "offer",
             "conversion",
             "processed_at",
+            "dispatched_at",
+            "checks",
+            "timeline",
+            "requeues",
         ]
+
+    @extend_schema_field(TimelineSerializer)
+    def get_timeline(self, obj: Postback) -> dict:
+        return TimelineSerializer(trail.timeline(obj)).data
 
     def to_representation(self, instance):
         data = super().to_representation(instance)
@@ -273,7 +327,7 @@ class ClickViewSet(viewsets.ReadOnlyModelViewSet):
 class PostbackViewSet(viewsets.ReadOnlyModelViewSet):
     """Postbacks as received: parameters, state and error; rejected or failed ones can be re-queued."""
 
-    queryset = Postback.objects.order_by("-received_at", "-id")
+    queryset = Postback.objects.prefetch_related("requeues__user").order_by("-received_at", "-id")
     serializer_class = PostbackSerializer
     permission_classes = [StaffModelPermissions]
     filterset_class = PostbackFilter
@@ -292,8 +346,7 @@ class PostbackViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def requeue(self, request, pk=None):
         postback = self.get_object()
-        with transaction.atomic():
-            count = dispatch.requeue([postback.pk])
+        count = requeues.requeue([postback.pk], request.user)
         if not count:
             return Response(
                 {
@@ -348,8 +401,7 @@ class PostbackViewSet(viewsets.ReadOnlyModelViewSet):
         count = 0
         # In slices: one IN list per statement stays within every database's parameter limit.
         for start in range(0, len(ids), REQUEUE_SLICE):
-            with transaction.atomic():
-                count += dispatch.requeue(ids[start : start + REQUEUE_SLICE])
+            count += requeues.requeue(ids[start : start + REQUEUE_SLICE], request.user)
         return Response({"requeued": count}, status=status.HTTP_202_ACCEPTED)
 
 

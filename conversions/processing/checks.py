@@ -9,6 +9,7 @@ misses a clickid flushes the click buffer first (a click may still be
 there), which only moves clicks into their table.
 """
 
+import contextvars
 import hmac
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -42,6 +43,10 @@ from .verdicts import (
     Verdicts,
 )
 
+# A dry run (a test postback, processing/dry_run.py) reads clicks from the table
+# only: a flush inside its rolled-back transaction would drop buffered clicks.
+TABLE_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("table_only", default=False)
+
 Batch = list[dict]
 
 
@@ -71,7 +76,7 @@ def _clicks(batch: Batch, *related: str) -> dict[str, Click]:
         return {}
     clicks = Click.objects.select_related(*related)
     found = {c.clickid: c for c in clicks.filter(clickid__in=wanted)}
-    if len(found) < len(wanted) and click_buffer.enabled():
+    if len(found) < len(wanted) and click_buffer.enabled() and not TABLE_ONLY.get():
         # A click can still be in the write-behind buffer, or in another
         # check's flush: once this flush returns, it is in the table.
         click_buffer.flush()

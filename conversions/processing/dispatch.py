@@ -7,23 +7,21 @@ it publishes the chord. Anything that did not finish is found again by
 """
 
 import contextlib
-import functools
 import logging
 import os
 import time
 from datetime import timedelta
 
-import redis
 from celery import chord, current_app
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
 from django.db.models.functions import Lower, Trim
 from django.utils import timezone
 
 from affise_proj import metrics
 from conversions.intake import spool
-from conversions.intake.redis_connection import KeptConnection
-from conversions.models import Postback
+from conversions.models import DispatchFlag, Postback
 
 from .checks import CHECKS
 
@@ -35,70 +33,104 @@ CHECK_TASK = "conversions.tasks.check_{}"
 SETTLE_TASK = "conversions.tasks.settle"
 DISPATCH_TASK = "conversions.tasks.dispatch_received"
 
-NUDGE_KEY = "affise:postbacks:dispatch-pending"
+# The pending-dispatch flag (DispatchFlag's one row) stays up at most this
+# long: a dispatch task lost with the broker is queued again after it.
 NUDGE_TTL = 2
 # After a failed publish, skip publishing for a moment: while the broker is
 # down every request would otherwise wait for the connect timeout.
 PUBLISH_BACKOFF = 1.0
 _publish_blocked_until = 0.0
 
-
-class _PendingFlag:
-    """ "A dispatch is queued and has not started claiming yet", shared by all processes.
-
-    One SET NX EX in the Redis of DISPATCH_FLAG_URL (by default the Redis
-    cache's, else the broker's), sent on a connection kept per thread
-    (conversions/intake/redis_connection.py): through a client's pool it cost about as much
-    as the rest of the accept path. Without Redis the flag cannot be shared
-    between processes: ``set`` always answers True and every postback queues
-    its own dispatch.
-    """
-
-    def __init__(self) -> None:
-        url = settings.DISPATCH_FLAG_URL
-        self.shared = bool(url)
-        self.key = NUDGE_KEY
-        self.client = self._kept = None
-        if url:
-            self.client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-            self._kept = KeptConnection(self.client)
-
-    def set(self) -> bool:
-        """Raise the flag; False if it was already up."""
-        if self._kept is None:
-            return True
-        return self._kept.execute("SET", self.key, 1, "NX", "EX", NUDGE_TTL) is not None
-
-    def clear(self) -> None:
-        if self.client is not None:
-            self.client.delete(self.key)
-
-
-@functools.cache
-def pending_flag() -> _PendingFlag:
-    """The flag, made once per process."""
-    return _PendingFlag()
+_FLAG = DispatchFlag._meta.db_table
+# Raise the flag unless it is up (and younger than NUDGE_TTL); the row is made
+# on first use. As common table expressions, so that the accept path raises
+# it in the statement that stores the postback, whose received_at is the
+# time here. Neither locks the row unless it raises the flag: a statement that
+# finds it up only reads it.
+RAISE_FLAG_CTES = (
+    f"raised AS (UPDATE {_FLAG} SET raised_at = %(received_at)s::timestamptz WHERE id = 1"
+    f" AND (raised_at IS NULL OR raised_at < %(received_at)s::timestamptz - interval '{NUDGE_TTL} seconds')"
+    " RETURNING 1),"
+    f" created AS (INSERT INTO {_FLAG} (id, raised_at) SELECT 1, %(received_at)s::timestamptz"
+    f" WHERE NOT EXISTS (SELECT 1 FROM {_FLAG}) ON CONFLICT (id) DO NOTHING RETURNING 1)"
+)
+FLAG_RAISED = "EXISTS (SELECT 1 FROM raised) OR EXISTS (SELECT 1 FROM created)"
 
 
 def nudge() -> None:
     """Ask a worker to dispatch received postbacks; never raises.
 
-    With the flag in Redis, one dispatch task is queued per pending dispatch,
-    not one per postback: the accept path stays a single insert plus one Redis
-    round trip. The dispatcher clears the flag *before* it claims, so a
-    postback that finds the flag up is always seen by that claim.
+    One dispatch task is queued per pending dispatch, not one per postback:
+    whoever raises the flag publishes it. The accept path on PostgreSQL raises
+    the flag in the statement that stores the postback (``store_and_raise``)
+    and calls :func:`publish_dispatch` itself; everything else calls this,
+    after its own commit.
     """
+    try:
+        raised = raise_flag()
+    except Exception:
+        # The row is stored: the sweeper dispatches it.
+        log.warning("could not raise the dispatch flag; the sweeper will dispatch", exc_info=True)
+        return
+    if raised:
+        publish_dispatch()
+
+
+def raise_flag() -> bool:
+    """Raise the flag in a statement of its own; True if this raised it."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH {RAISE_FLAG_CTES} SELECT {FLAG_RAISED}", {"received_at": timezone.now()}
+            )
+            return cursor.fetchone()[0]
+    # SQLite: writers take turns (IMMEDIATE transactions), so nothing races the check.
+    now = timezone.now()
+    with transaction.atomic():
+        if not DispatchFlag.objects.filter(pk=1).exists():
+            DispatchFlag.objects.create(pk=1, raised_at=now)
+            return True
+        stale = now - timedelta(seconds=NUDGE_TTL)
+        return bool(
+            DispatchFlag.objects.filter(pk=1)
+            .filter(Q(raised_at__isnull=True) | Q(raised_at__lt=stale))
+            .update(raised_at=now)
+        )
+
+
+def publish_dispatch() -> None:
+    """Queue one dispatch task, for a flag this process raised; never raises."""
     global _publish_blocked_until
     if time.monotonic() < _publish_blocked_until:
+        # The flag stays up for NUDGE_TTL: the next postback after it publishes.
         return
     try:
-        if not pending_flag().set():
-            return
         current_app.send_task(DISPATCH_TASK, retry=False)
     except Exception:
         # The row is stored: the sweeper dispatches it when the broker is back.
         _publish_blocked_until = time.monotonic() + PUBLISH_BACKOFF
         log.warning("could not publish a dispatch; the sweeper will", exc_info=True)
+
+
+def clear_flag() -> None:
+    """Lower the flag before claiming, so that postbacks stored from now on raise it again.
+
+    Steps (PostgreSQL):
+    1. lock the flag's table against every statement that reads the flag:
+       this waits for those still running to commit. A postback stored by a
+       statement that saw the flag up is thus committed before the claim that
+       follows, and the claim sees it (a nudge that skipped publishing always
+       has a claim after its commit, as when the flag was checked after it);
+    2. lower it, and commit, which releases the lock (a statement waits for
+       it at most as long as one commit of the statements ahead of it).
+    Elsewhere the accept path raises the flag after its commit, and lowering
+    it is enough.
+    """
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {_FLAG} IN SHARE ROW EXCLUSIVE MODE")
+        DispatchFlag.objects.filter(pk=1).update(raised_at=None)
 
 
 # A postback's click as the checks read it (clickid_of): trimmed, lower case.
@@ -216,9 +248,9 @@ def dispatch(*, stale: bool = False, older_than: float = 0, max_batches: int = 5
 
 def dispatch_received() -> int:
     try:
-        pending_flag().clear()
-    except Exception:
-        # Redis is away: dispatch anyway; the flag expires by itself (NUDGE_TTL).
+        clear_flag()
+    except DatabaseError:
+        # Dispatch anyway (the claim will likely fail too); the flag expires by itself.
         log.warning("could not clear the dispatch flag", exc_info=True)
     return dispatch()
 

@@ -1,6 +1,7 @@
 """The chord's callback: settle a batch of checked postbacks in one transaction."""
 
 import contextvars
+import json
 import logging
 import time
 from datetime import datetime, timedelta
@@ -18,7 +19,7 @@ from conversions.models import Conversion, Postback
 from conversions.outcomes import Decline, Rejection
 from offers.models import Cap, lock_caps_of, period_key
 
-from . import caps
+from . import caps, check_trail
 from .checks import (
     CHECKS,
     DECLINE_ORDER,
@@ -98,7 +99,8 @@ def _settle_locked(batch, by_check, ids) -> dict[str, str]:
 
 
 def _write_outcomes(rows) -> None:
-    """Rows sharing an outcome in one UPDATE each; conversion links in one more."""
+    """Rows sharing an outcome in one UPDATE each; conversion links and check trails in one more."""
+    rows = list(rows)
     groups: dict[tuple, list[str]] = {}
     linked = []
     for row in rows:
@@ -107,17 +109,25 @@ def _write_outcomes(rows) -> None:
             linked.append(row)
     for (state, error, offer_id, processed_at), pks in groups.items():
         Postback.objects.filter(pk__in=pks).settle(state, error, offer_id, processed_at)
-    if linked and connection.vendor == "postgresql":
+    if rows and connection.vendor == "postgresql":
         # bulk_update's CASE with one branch per row costs more to build than to run.
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {Postback._meta.db_table} p SET conversion_id = v.conversion_id"
-                " FROM unnest(%s::varchar[], %s::bigint[]) AS v(id, conversion_id)"
+                f"UPDATE {Postback._meta.db_table} p"
+                " SET conversion_id = coalesce(v.conversion_id, p.conversion_id),"
+                " checks = v.checks::jsonb"
+                " FROM unnest(%s::varchar[], %s::bigint[], %s::text[]) AS v(id, conversion_id, checks)"
                 " WHERE p.id = v.id",
-                [[row.pk for row in linked], [row.conversion.pk for row in linked]],
+                [
+                    [row.pk for row in rows],
+                    [row.conversion.pk if row.conversion else None for row in rows],
+                    [json.dumps(row.checks) for row in rows],
+                ],
             )
-    elif linked:
-        Postback.objects.bulk_update(linked, ["conversion"])
+    elif rows:
+        Postback.objects.bulk_update(rows, ["checks"])
+        if linked:
+            Postback.objects.bulk_update(linked, ["conversion"])
 
 
 def _lock_rows(ids: list[str]) -> dict[str, Postback]:
@@ -148,6 +158,10 @@ def _settle_all(batch, by_check, rows, *, bulk: bool) -> dict[str, str]:
         else:
             outcome[pb["id"]] = _settle_in_savepoint(row, pb, verdicts, context)
     context.flush()
+    for pb in batch:
+        if (row := rows.get(pb["id"])) is not None:
+            new = row.conversion is not None and row.conversion.created_at == context.now
+            row.checks = check_trail.build(_verdicts(by_check, pb["id"]), row, pb, new=new)
     return outcome
 
 

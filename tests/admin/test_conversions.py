@@ -28,18 +28,58 @@ def messages_of(response) -> list[str]:
 
 
 def test_list_shows_the_columns_a_manager_scans(manager_client, make_conversion):
-    conversion = make_conversion(action_id="order-77", status="declined", reason="Cap is reached")
+    conversion = make_conversion(
+        action_id="order-77", status="declined", reason="Cap is reached", sum=Decimal("10.5")
+    )
     page = manager_client.get(URL).content.decode()
+    headers = [
+        "column-created_at",
+        "column-offer_name",
+        "column-partner_name",
+        "column-goal",
+        "column-status_badge",
+        "column-reason",
+        "column-revenue_amount",
+        "column-payout_amount",
+    ]
+    assert [h for h in headers if h in page] == headers
     for text in (
-        conversion.click.clickid,
-        "order-77",
         "Cap is reached",
         'class="status-badge status-declined"',
         "Main offer",
         "Partner One",
-        "10.00",
+        "3.00",
+        "2.00",
     ):
         assert text in page
+    # Secondary columns live on the conversion's page.
+    assert conversion.click.clickid not in page
+    assert "order-77" not in page
+    assert "10.50" not in page
+    detail = manager_client.get(f"{URL}{conversion.pk}/change/").content.decode()
+    for text in (conversion.click.clickid, "order-77", "10.5"):
+        assert text in detail
+
+
+def test_conversion_page_links_its_click_postbacks_and_deliveries(
+    manager_client, make_conversion, partner
+):
+    conversion = make_conversion()
+    pp = PartnerPostback.objects.create(partner=partner, url="https://t.example/?c={clickid}")
+    PostbackDelivery.objects.create(conversion=conversion, partner_postback=pp, url="https://t.e/")
+    page = manager_client.get(f"{URL}{conversion.pk}/change/").content.decode()
+    assert f"/admin/conversions/click/{conversion.click.pk}/change/" in page
+    assert f"/admin/conversions/postback/?conversion__id__exact={conversion.pk}" in page
+    assert f"/admin/conversions/postbackdelivery/?conversion__id__exact={conversion.pk}" in page
+    assert "1 delivery(ies)" in page
+    # Read-only: no Save buttons.
+    assert 'name="_save"' not in page
+    assert 'name="_continue"' not in page
+    deliveries = manager_client.get(
+        f"/admin/conversions/postbackdelivery/?conversion__id__exact={conversion.pk}"
+    )
+    assert deliveries.status_code == 200
+    assert rows(deliveries) == 1
 
 
 def test_list_of_200_rows_takes_a_bounded_number_of_queries(
@@ -84,7 +124,7 @@ def test_offer_and_partner_filters(manager_client, many_conversions, offer, part
 
 def test_date_hierarchy_drills_down_to_a_day(manager_client, make_conversion):
     today = timezone.now()
-    make_conversion(action_id="today")
+    recent = make_conversion(action_id="today")
     make_conversion(action_id="long-ago", created_at=today - timedelta(days=400))
     page = manager_client.get(URL).content.decode()
     assert f"created_at__year={today.year}" in page
@@ -93,7 +133,7 @@ def test_date_hierarchy_drills_down_to_a_day(manager_client, make_conversion):
         f"&created_at__day={today.day}"
     )
     assert rows(day) == 1
-    assert "today" in day.content.decode()
+    assert f"/{recent.pk}/change/" in day.content.decode()
     month = manager_client.get(
         f"{URL}?created_at__year={today.year}&created_at__month={today.month}"
     ).content.decode()
@@ -172,7 +212,7 @@ def test_conversions_are_never_added_or_deleted_by_hand(manager_client, make_con
 def test_support_sees_conversions_but_cannot_change_their_status(support_client, make_conversion):
     pending = make_conversion(status="pending")
     page = support_client.get(URL).content.decode()
-    assert pending.click.clickid in page
+    assert f"/{pending.pk}/change/" in page
     assert 'value="approve"' not in page
     run_action(support_client, "approve", pending)
     pending.refresh_from_db()

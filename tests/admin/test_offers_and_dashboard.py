@@ -74,7 +74,7 @@ def test_manager_edits_an_offer_and_its_goals(manager_client, offer):
         "trafficback_url": "",
         "currency": "USD",
         "secure": "",
-        "allowed_ips": "[]",
+        "allowed_ips": "",
         "click_lifespan": 720,
         "min_click_lifespan": 0,
         "hold_period": 0,

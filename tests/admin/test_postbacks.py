@@ -7,7 +7,7 @@ from django.contrib.messages import get_messages
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from conversions.models import Click, Conversion, Postback, PostbackDelivery
+from conversions.models import Click, Conversion, Postback, PostbackDelivery, PostbackRequeue
 from partners.models import PartnerPostback
 
 from ..conftest import wait_settled
@@ -63,15 +63,22 @@ def inbound(make_postback, offer, make_offer):
 
 def test_postback_list_shows_what_support_looks_for(support_client, inbound):
     page = support_client.get(URL).content.decode()
-    for text in (
-        "203.0.113.7",
-        "a" * 24,
-        "sale",
-        "Click not found",
-        "status-rejected",
-        "Other offer",
-    ):
+    headers = [
+        "column-postback_id",
+        "column-received_at",
+        "column-clickid_text",
+        "column-offer_name",
+        "column-state_badge",
+        "column-error",
+    ]
+    assert [h for h in headers if h in page] == headers
+    for text in ("a" * 24, "Click not found", "status-rejected", "Other offer"):
         assert text in page
+    # The address, goal and attempts are on the postback's page.
+    assert "203.0.113.7" not in page
+    detail = support_client.get(f"{URL}{inbound['accepted'].pk}/change/").content.decode()
+    for text in ("203.0.113.7", "&quot;goal&quot;: &quot;sale&quot;", "Main offer"):
+        assert text in detail
 
 
 def test_postback_list_of_200_rows_takes_a_bounded_number_of_queries(
@@ -155,6 +162,80 @@ def test_requeue_puts_rejected_and_failed_back_and_reports_the_count(support_cli
         "Re-queued 2 postbacks for processing. 1 left alone: only rejected or failed ones are re-queued."
         in messages_of(response)
     )
+
+
+def test_postback_page_is_read_only_with_a_requeue_button_for_rejected(support_client, inbound):
+    page = support_client.get(f"{URL}{inbound['not_found'].pk}/change/").content.decode()
+    assert 'id="requeue-form"' in page
+    assert 'name="_save"' not in page
+    assert 'name="_continue"' not in page
+    accepted = support_client.get(f"{URL}{inbound['accepted'].pk}/change/").content.decode()
+    assert 'id="requeue-form"' not in accepted
+    assert 'name="_save"' not in accepted
+
+
+def test_requeue_from_the_postback_page_is_recorded_and_shown(support_client, support, inbound):
+    pb = inbound["denied"]
+    response = support_client.post(f"{URL}{pb.pk}/requeue/", follow=True)
+    assert f"Re-queued postback {pb.pk} for processing." in messages_of(response)
+    pb.refresh_from_db()
+    assert (pb.state, pb.error) == ("received", "")
+    (record,) = pb.requeues.all()
+    assert (record.user, record.state, record.error, record.attempts) == (
+        support,
+        "rejected",
+        "Access denied",
+        1,
+    )
+    history = support_client.get(f"{URL}{pb.pk}/history/").content.decode()
+    assert "Re-queued (was rejected: Access denied, after 1 attempt)." in history
+    # Dispatched once more since: this round's attempt and the earlier one.
+    Postback.objects.filter(pk=pb.pk).update(state="accepted", attempts=1)
+    page = support_client.get(f"{URL}{pb.pk}/change/").content.decode()
+    assert "1 this round, 2 in all" in page
+    assert "by support (was rejected: Access denied, after 1 attempt(s))" in page
+    # A second press finds nothing to re-queue and records nothing.
+    again = support_client.post(f"{URL}{pb.pk}/requeue/", follow=True)
+    assert "only rejected or failed postbacks are re-queued" in " ".join(messages_of(again))
+    assert pb.requeues.count() == 1
+
+
+def test_requeue_button_needs_the_requeue_permission(client, inbound, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user("viewer2", password="x", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_postback"))
+    client.force_login(viewer)
+    pb = inbound["not_found"]
+    assert 'id="requeue-form"' not in client.get(f"{URL}{pb.pk}/change/").content.decode()
+    assert client.post(f"{URL}{pb.pk}/requeue/").status_code == 403
+    assert client.get(f"{URL}{pb.pk}/requeue/").status_code == 405
+    assert Postback.objects.get(pk=pb.pk).state == "rejected"
+
+
+def test_list_requeue_is_recorded_for_each_postback(support_client, support, inbound):
+    picked = [inbound["not_found"].pk, inbound["failed"].pk, inbound["accepted"].pk]
+    support_client.post(URL, {"action": "requeue", "_selected_action": picked})
+    recorded = PostbackRequeue.objects.order_by("postback_id")
+    assert sorted((r.postback_id, r.state, r.attempts) for r in recorded) == sorted(
+        [(inbound["not_found"].pk, "rejected", 0), (inbound["failed"].pk, "failed", 5)]
+    )
+    assert {r.user for r in recorded} == {support}
+
+
+def test_postback_page_shows_the_timeline_with_durations(support_client, make_postback):
+    at = timezone.now().replace(microsecond=0)
+    pb = make_postback(
+        params={"clickid": "f" * 24},
+        state="accepted",
+        received_at=at,
+        dispatched_at=at + timedelta(milliseconds=40),
+        processed_at=at + timedelta(milliseconds=1540),
+    )
+    page = support_client.get(f"{URL}{pb.pk}/change/").content.decode()
+    assert "+40 ms" in page
+    assert "+1.500 s" in page
+    assert "1.540 s" in page
 
 
 def test_requeue_needs_the_requeue_permission(client, inbound, django_user_model):

@@ -1,5 +1,9 @@
 """Inbound postbacks and clicks through the API: read, filter, re-queue."""
 
+from datetime import timedelta
+
+from django.utils import timezone
+
 from conversions.models import Conversion, Postback
 from offers.models import Offer
 
@@ -92,3 +96,39 @@ def test_bulk_requeue_of_many_postbacks(support_api, db):
     response = support_api.post("/api/v1/postbacks/requeue/?state=failed")
     assert (response.status_code, response.json()) == (202, {"requeued": 2500})
     assert not Postback.objects.exclude(state="received").exists()
+
+
+def test_postback_shows_its_timeline_and_recorded_requeues(support_api, db):
+    at = timezone.now()
+    row = Postback.objects.create(
+        method="GET",
+        params={"clickid": "c" * 24},
+        state="rejected",
+        error="Click not found",
+        attempts=1,
+        received_at=at,
+        dispatched_at=at + timedelta(milliseconds=25),
+        processed_at=at + timedelta(milliseconds=125),
+        checks={"click": {"ok": False, "detail": "Click not found"}},
+    )
+    body = support_api.get(f"/api/v1/postbacks/{row.pk}/").json()
+    assert body["checks"] == {"click": {"ok": False, "detail": "Click not found"}}
+    assert body["dispatched_at"] is not None
+    timeline = body["timeline"]
+    assert (timeline["queued_ms"], timeline["checked_ms"], timeline["total_ms"]) == (25, 100, 125)
+    assert body["requeues"] == []
+
+    assert support_api.post(f"/api/v1/postbacks/{row.pk}/requeue/").status_code == 202
+
+    body = support_api.get(f"/api/v1/postbacks/{row.pk}/").json()
+    # The trail of the round before moved to the re-queue's record.
+    assert body["checks"] == {}
+    (requeue,) = body["requeues"]
+    assert requeue["checks"] == {"click": {"ok": False, "detail": "Click not found"}}
+    assert (requeue["user"], requeue["state"], requeue["error"], requeue["attempts"]) == (
+        "support",
+        "rejected",
+        "Click not found",
+        1,
+    )
+    assert body["state"] == "received"

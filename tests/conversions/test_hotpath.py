@@ -10,7 +10,6 @@ import pytest
 from django.db import connection
 
 from conversions.models import Click, Postback
-from conversions.processing import dispatch
 
 from ..conftest import another_session
 
@@ -127,32 +126,6 @@ def test_the_click_statement_is_prepared_once_per_connection(
         )
         assert cursor.fetchone() == (1, 3)
     assert Click.objects.count() == 3
-
-
-@pytest.mark.skipif(not dispatch.pending_flag().shared, reason="no Redis for the flag")
-def test_the_pending_dispatch_flag_coalesces_until_the_dispatcher_clears_it():
-    flag = dispatch.pending_flag()
-    flag.clear()
-    assert flag.set() is True
-    assert flag.set() is False  # a dispatch is already queued: no second one
-    flag.clear()  # the dispatcher starts claiming
-    assert flag.set() is True
-    flag.clear()
-
-
-@pytest.mark.skipif(not dispatch.pending_flag().shared, reason="no Redis for the flag")
-def test_the_pending_flag_survives_redis_closing_its_connection():
-    flag = dispatch.pending_flag()
-    flag.clear()
-    assert flag.set() is True
-    conn = flag._kept._local.conn
-    conn.send_command("CLIENT", "ID")
-    flag.client.execute_command("CLIENT", "KILL", "ID", conn.read_response())
-    # The kept connection is dead: the command goes again on a new one.
-    assert flag.set() is False
-    flag.clear()
-    assert flag.set() is True
-    flag.clear()
 
 
 @postgres_only

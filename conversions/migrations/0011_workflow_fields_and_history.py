@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversions', '0008_stats_rollups'),
+        ('conversions', '0010_dispatch_flag'),
         ('offers', '0003_status_maps_rules_rates_history'),
         ('partners', '0002_history'),
         ('pghistory', '0007_auto_20250421_0444'),

@@ -41,7 +41,7 @@ def grant(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("conversions", "0009_workflow_fields_and_history"),
+        ("conversions", "0011_workflow_fields_and_history"),
         ("offers", "0003_status_maps_rules_rates_history"),
         ("partners", "0002_history"),
     ]
