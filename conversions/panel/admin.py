@@ -313,8 +313,6 @@ class ConversionAdmin(
     ordering = ("-created_at",)
     actions = ("change_status", "approve", "decline", "set_pending")
     action_form = ConversionActionForm
-    readonly_fields = ("clickid",)
-    actions = ("approve", "decline", "set_pending")
     readonly_fields = ("clickid", "related")
     inlines = (PostbackInline, DeliveryInline)
 

@@ -14,7 +14,7 @@ from django.db import connection
 from django.utils import timezone
 
 from affise_proj.history import history_of
-from conversions.models import Conversion, Postback, PostbackDelivery
+from conversions.models import Click, Conversion, Postback, PostbackDelivery
 from offers.models import Cap, ExchangeRate, Goal, Payout, PostbackRule
 from partners.models import Partner, PartnerPostback
 
@@ -274,3 +274,17 @@ def test_a_status_update_by_a_word_fires_partner_postbacks_once(settle, click, o
         PostbackDelivery.objects.filter(attempt=1).order_by("event").values_list("url", flat=True)
     )
     assert [url.split("?")[1] for url in sent] == ["s=2&w=reg", "s=1&w=sale"]
+
+
+def test_the_check_trail_shows_the_conversion_and_the_rule(settle, click, offer):
+    ExchangeRate.objects.create(base="EUR", quote="USD", rate=Decimal("1.1"), date=date(2026, 1, 1))
+    rule(offer, "sum", "gt", "50", reason="Big sale")
+    postback = settle(clickid=click.clickid, sum="100", currency="EUR")
+    assert postback.checks["currency"] == {"ok": True, "detail": "100.00 EUR at 1.1 = 110.00"}
+    assert postback.checks["rules"] == {"ok": True, "detail": "pending for review: Big sale"}
+    postback = settle(clickid="a" * 24)
+    rule(offer, "param:sub9", "eq", "bot", action="declined", reason="Bot")
+    other = settle(
+        clickid=Click.objects.create(offer=offer, partner=click.partner).clickid, sub9="bot"
+    )
+    assert other.checks["rules"] == {"ok": False, "detail": "Bot"}
