@@ -14,6 +14,8 @@ from rest_framework import permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
+from . import history
+
 # Django's model permission each HTTP method needs (reads need "view", like the admin).
 METHOD_ACTIONS = {
     "GET": "view",
@@ -50,6 +52,8 @@ class StaffModelPermissions(permissions.BasePermission):
                 f"missing permission {', '.join(missing)}."
             )
             return False
+        # Signed in by a token (after the middleware opened the context): name the user.
+        history.attribute(user)
         return True
 
     @staticmethod

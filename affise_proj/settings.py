@@ -55,6 +55,9 @@ INSTALLED_APPS = [
     "django_celery_results",
     "import_export",
     "axes",
+    # History of conversions and of the configuration (PostgreSQL triggers).
+    "pgtrigger",
+    "pghistory",
     "offers",
     "partners",
     "conversions",
@@ -73,6 +76,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Who changes what in the admin and the API goes into the history (affise_proj/history.py).
+    "affise_proj.history.ManagerChangesMiddleware",
     # Last, as django-axes asks: turns a locked-out login into its 429 answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -236,6 +241,7 @@ SPECTACULAR_SETTINGS = {
         "ConversionStatusEnum": "conversions.models.Conversion.Status",
         "PostbackStateEnum": "conversions.models.Postback.State",
         "PostbackDeliveryStateEnum": "conversions.models.PostbackDelivery.State",
+        "PostbackRuleActionEnum": "offers.models.PostbackRule.Action",
     },
 }
 

@@ -28,6 +28,27 @@ def make_offer(title: str, *, cap: int | None = None):
     return offer
 
 
+def add_workflows(offer) -> None:
+    """Two rules and an exchange rate on ``offer``: what BENCH_WORKFLOWS measures.
+
+    Neither rule matches the bench's postbacks (each is still evaluated), and
+    the postbacks are sent in EUR, converted to the offer's USD.
+    """
+    from django.utils import timezone
+
+    from offers.models import ExchangeRate, PostbackRule
+
+    PostbackRule.objects.create(
+        offer=offer, field="sum", op="gt", value="1000", action="pending", reason="Big sale"
+    )
+    PostbackRule.objects.create(
+        offer=offer, field="param:sub9", op="eq", value="bot", action="declined", reason="Bot"
+    )
+    ExchangeRate.objects.create(
+        base="EUR", quote="USD", rate=Decimal("1.08"), date=timezone.now().date()
+    )
+
+
 def make_partner():
     from partners.models import Partner
 

@@ -15,15 +15,23 @@ restart must not end them).
 Beside them, a stream of status sequences, one click each (pending, then
 approved, declined or a plain postback, sent one after another as an
 advertiser's server does): each click's final status, and each postback's
-outcome, must be what settling them in arrival order gives. Throughout, /metrics
+outcome, must be what settling them in arrival order gives. Two rules on the
+open offer meet part of the main stream (a declined one on a parameter, a
+pending one on the sum): each of those conversions must carry its rule's
+status and reason. Meanwhile a manager changes the status of random stream
+conversions, through the same service as the admin and the API, notifying
+the partner: every change reported applied must be in the history, and each
+conversion's partner postbacks (for declined and hold) must fire exactly once
+per applied change to one of those. Throughout, /metrics
 is scraped every half second: the spool gauge must rise while PostgreSQL is
 stopped and be back to 0 after the drain, and the oldest-waiting gauge must
 rise after the worker is killed (its batches wait for the sweeper). Exits
 non-zero on any loss, any restart, any sequence settled out of order and any
-metric that does not tell the story.
+metric that does not tell the story, any rule or manual change misapplied.
 """
 
 import argparse
+import random
 import re
 import sys
 import threading
@@ -100,6 +108,12 @@ SEQUENCES = [
     ["2", "2", "1"],
 ]
 STATUS_WORDS = {"1": "approved", "2": "pending", "3": "declined"}
+# Main-stream postbacks a rule meets (index % 10): declined by a parameter, pending by sum.
+BOT, BIG = 6, 7
+RULES = {BOT: ("declined", "Bot traffic"), BIG: ("pending", "Big sale")}
+# A manager's status changes during the stream, one every this many seconds.
+MANAGER_EVERY = 0.3
+NOTIFIED = ("declined", "hold")
 # The fault run's own timings: sweep often, take a killed worker's batch as
 # abandoned after 20 s (not the default 120 s), so the drain fits in minutes.
 APP_ENV = {
@@ -365,18 +379,35 @@ def run(
     from django.db.models import Count
 
     from conversions.models import Click, Conversion, Postback
-    from offers.models import CapCounter
+    from offers.models import CapCounter, PostbackRule
+    from partners.models import PartnerPostback
 
     if dashboard_png:
         # The dashboard's partner panels need deliveries: the app's own demo
         # receiver takes them (the guard lets that one address pass).
         APP_ENV.update(DEMO="1", PARTNER_POSTBACK_ALLOWED_TARGETS=stack.base_url.split("//", 1)[1])
     offer = data.make_offer("Fault offer")
+    PostbackRule.objects.create(
+        offer=offer,
+        field="param:sub9",
+        op="eq",
+        value="bot",
+        action="declined",
+        reason=RULES[BOT][1],
+    )
+    PostbackRule.objects.create(
+        offer=offer, field="sum", op="gt", value="100", action="pending", reason=RULES[BIG][1]
+    )
     capped = data.make_offer("Capped offer", cap=CAP_LIMIT)
     partner = data.make_partner()
+    # The partner hears of declines and holds on the open offer (the app's /noop answers).
+    PartnerPostback.objects.create(
+        partner=partner,
+        offer=offer,
+        url=f"{stack.base_url}/noop?c={{clickid}}&s={{status}}",
+        statuses=list(NOTIFIED),
+    )
     if dashboard_png:
-        from partners.models import PartnerPostback
-
         # Declined conversions only (the capped offer's, the sequences' declines):
         # one to the receiver, delivered, one to a path it does not have, failed (404).
         for path in ("/demo/partner-postback", "/demo/no-such-tracker"):
@@ -398,11 +429,14 @@ def run(
         else:
             clickid = capped_clicks[i // 10] if i % 10 == 8 else clicks[i]
             valid.add(action)
-        urls.append(f"{stack.base_url}/postback?clickid={clickid}&action_id={action}&sum=2")
+        extra = {BOT: "&sub9=bot", BIG: "&sum=500"}.get(i % 10, "&sum=2")
+        urls.append(f"{stack.base_url}/postback?clickid={clickid}&action_id={action}{extra}")
     status_tag = new_tag("s")
     status_clicks = data.make_clicks(offer, partner, int(plan.sequence_rate * plan.seconds))
     sequences = _sequence_urls(stack.base_url, status_tag, status_clicks)
 
+    # Partner postbacks go to the app itself (/noop, or the demo receiver): let that pass.
+    APP_ENV["PARTNER_POSTBACK_ALLOWED_TARGETS"] = stack.base_url.split("//", 1)[1]
     stack.start_web(2, **APP_ENV)
     stack.start_worker("worker", concurrency=2, **APP_ENV)
     stack.start_worker("worker2", concurrency=2, **APP_ENV)
@@ -458,11 +492,19 @@ def run(
         daemon=True,
     )
     status_stream.start()
+    manual: list = []
+    stop_manager = threading.Event()
+    manager = threading.Thread(
+        target=_manager, args=(offer.pk, tag, stop_manager, manual), daemon=True
+    )
+    manager.start()
     answers = load.fire(
         urls, rate=plan.rate, concurrency=512, timeout=10, max_seconds=plan.seconds + 5
     )
     click_stream.join()
     status_stream.join()
+    stop_manager.set()
+    manager.join()
     chaos.join()
     log(f"streams done in {time.monotonic() - started:.0f} s; draining")
     drained = _drain(stack, (tag, status_tag), plan.drain_timeout)
@@ -541,6 +583,8 @@ def run(
         "status_postbacks_sent": sum(len(a) for a in status_answers),
         "status_postbacks_unanswered": sum(not x.accepted for a in status_answers for x in a),
         **_check_order(stack, status_tag, status_clicks[: len(status_answers)]),
+        **_check_rules(tag, valid),
+        **_check_manual(manual),
         **story,
     }
     problems = list(metric_problems)
@@ -557,6 +601,9 @@ def run(
         "clicks_lost",
         "restarted_by_supervisor",
         "out_of_order",
+        "rule_misapplied",
+        "manual_not_in_history",
+        "manual_notified_wrong",
     ):
         if counts[key]:
             problems.append(f"{key} = {counts[key]}")
@@ -579,6 +626,116 @@ def run(
         "the spool and oldest-waiting gauges told the story"
     )
     return 0
+
+
+def _manager(offer_id: int, tag: str, stop: threading.Event, applied: list) -> None:
+    """A manager changing random stream conversions' statuses, notifying the partner.
+
+    Records each change the service reports applied: (conversion id, new status).
+    A change that raised (the database away) is not recorded: it did not commit.
+    """
+    from django.db import connections
+
+    from conversions.models import Conversion
+    from conversions.processing import statuses
+
+    rng = random.Random(15)
+    while not stop.wait(MANAGER_EVERY):
+        try:
+            recent = list(
+                Conversion.objects.filter(offer_id=offer_id, action_id__startswith=tag)
+                .order_by("-id")
+                .values_list("pk", "status")[: rng.randint(1, 40)]
+            )
+            if not recent:
+                continue
+            pk, status = recent[-1]
+            new = rng.choice(
+                [s for s in ("approved", "pending", "declined", "hold") if s != status]
+            )
+            _, changed = statuses.change_status_by_manager(
+                pk, new, comment="fault test", notify=True
+            )
+            if changed:
+                applied.append((pk, new))
+        except Exception as exc:  # the database is away: try again on the next tick
+            log(f"manager: {exc.__class__.__name__}")
+            connections.close_all()
+    connections.close_all()
+
+
+def _check_rules(tag: str, valid: set) -> dict:
+    """Each stream conversion a rule meets carries its rule's status and reason."""
+    from django.apps import apps
+
+    from conversions.models import Conversion
+
+    ConversionEvent = apps.get_model("conversions", "ConversionEvent")
+    expected = {
+        f"{tag}-{i}": RULES[i % 10]
+        for i in (int(a.rsplit("-", 1)[1]) for a in valid)
+        if i % 10 in RULES
+    }
+    first = {}
+    # The status and reason the conversion was created with (a manager may have changed it since).
+    for action, status, reason in ConversionEvent.objects.filter(
+        pgh_label="insert", pgh_obj__action_id__in=list(expected)
+    ).values_list("pgh_obj__action_id", "status", "reason"):
+        first[action] = (status, reason)
+    if not first:  # no history (not PostgreSQL): read the conversions as they are
+        first = {
+            a: (st, r)
+            for a, st, r in Conversion.objects.filter(action_id__in=list(expected)).values_list(
+                "action_id", "status", "reason"
+            )
+        }
+    return {
+        "rule_conversions": len(first),
+        "rule_misapplied": sum(
+            1 for a, want in expected.items() if a in first and first[a] != want
+        ),
+    }
+
+
+def _check_manual(applied: list) -> dict:
+    """Every applied manual change is in the history; partners notified once per change."""
+    from collections import Counter
+
+    from django.apps import apps
+
+    from conversions.models import PostbackDelivery
+
+    ConversionEvent = apps.get_model("conversions", "ConversionEvent")
+
+    ids = {pk for pk, _ in applied}
+    recorded = Counter(
+        (pk, status)
+        for pk, status in ConversionEvent.objects.filter(
+            pgh_obj_id__in=ids, pgh_context__metadata__source="manager"
+        ).values_list("pgh_obj_id", "status")
+    )
+    wanted = Counter(applied)
+    notified = Counter(
+        PostbackDelivery.objects.filter(conversion_id__in=ids, attempt=1).values_list(
+            "conversion_id", flat=True
+        )
+    )
+    # Each conversion's events into a notifying status, its creation included, as its
+    # history has them: one first attempt is owed for each.
+    owed, last = Counter(), {}
+    for pk, status in (
+        ConversionEvent.objects.filter(pgh_obj_id__in=ids)
+        .order_by("pgh_id")
+        .values_list("pgh_obj_id", "status")
+    ):
+        if status in NOTIFIED and last.get(pk) != status:
+            owed[pk] += 1
+        last[pk] = status
+    return {
+        "manual_changes": len(applied),
+        "manual_not_in_history": sum((wanted - recorded).values()),
+        "manual_notified_wrong": sum(1 for pk in ids if notified[pk] != owed[pk]),
+    }
 
 
 def _write_doc(
@@ -642,7 +799,14 @@ def _write_doc(
         "outcome, differs from settling the recorded postbacks in arrival order (must be 0); "
         "*spool_straddled* = sequences with a postback answered from the spool before one "
         "stored directly once PostgreSQL was back (in order too: a claim imports the spool "
-        "first). The *metrics_* and gauge rows are /metrics as the run scraped it every "
+        "first). *rule_misapplied* = conversions of the main stream that a rule met "
+        '(sub9=bot: declined "Bot traffic"; sum 500: pending "Big sale") created '
+        "with another status or reason; *manual_changes* = status changes a manager made "
+        f"during the stream (one every {MANAGER_EVERY} s, on recent stream conversions, "
+        "notifying the partner), *manual_not_in_history* = those applied but missing "
+        "from the conversion's history, *manual_notified_wrong* = conversions whose first "
+        "partner postback attempts differ from one per change to declined or hold. "
+        "The *metrics_* and gauge rows are /metrics as the run scraped it every "
         "0.5 s: *spooled_during_pg_stop_max* is the highest `postbacks_spooled` while "
         "PostgreSQL was stopped (must be above 0) and *spooled_after_drain* its value after "
         "the drain (must be 0); *oldest_waiting_after_kill_max_s* is the highest "

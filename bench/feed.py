@@ -5,8 +5,9 @@ of run.py and by the scaling case."""
 import threading
 
 
-def insert_received(clickids: list[str], count: int, tag: str) -> None:
-    """Preload ``count`` received postbacks as the accept view stores them."""
+def insert_received(clickids: list[str], count: int, tag: str, currency: str = "") -> None:
+    """Preload ``count`` received postbacks as the accept view stores them (their sum in
+    ``currency``, when given)."""
     from django.utils import timezone
 
     from conversions.models import Postback, new_postback_id
@@ -15,6 +16,8 @@ def insert_received(clickids: list[str], count: int, tag: str) -> None:
     rows = []
     for i in range(count):
         params = {"clickid": clickids[i % len(clickids)], "action_id": f"{tag}-{i}", "sum": "1.5"}
+        if currency:
+            params["currency"] = currency
         rows.append(
             Postback(
                 id=new_postback_id(),

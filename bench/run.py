@@ -54,6 +54,10 @@ SELECTED = [c for c in os.environ.get("BENCH_CASES", ",".join(CASES)).split(",")
 # A click converts once per goal (a repeat is "Conversion exists"): enough clicks that
 # each case's postbacks have one each (the keep-up case cycles through them).
 CLICKS = int(os.environ.get("BENCH_CLICKS", "100000"))
+# BENCH_WORKFLOWS=1: the offer has two rules and its postbacks come in another
+# currency (data.add_workflows), as issue 15's bench asks: batched throughput
+# with them active, against the figure without.
+WORKFLOWS = os.environ.get("BENCH_WORKFLOWS", "") not in ("", "0")
 
 
 def log(message: str) -> None:
@@ -188,7 +192,9 @@ def case_end_to_end(stack: Stack, clickids: list[str]) -> dict:
         for run in range(RUNS):
             data.reset_postbacks()
             stack.flush_redis()
-            insert_received(clickids, count, new_tag(f"e2e{size}-{run}-"))
+            insert_received(
+                clickids, count, new_tag(f"e2e{size}-{run}-"), currency="EUR" if WORKFLOWS else ""
+            )
             with Nudger():
                 took = wait_drained(count, timeout=180)
             if took is None:
@@ -392,6 +398,8 @@ def main() -> int:
     import affise_proj.celery  # noqa: F401  (the app the nudger publishes with)
 
     offer = data.make_offer("Bench offer")
+    if WORKFLOWS:
+        data.add_workflows(offer)
     partner = data.make_partner()
     clickids = data.make_clicks(offer, partner, CLICKS)
     results = {
@@ -410,6 +418,7 @@ def main() -> int:
             "burst_seconds": BURST_SECONDS,
             "client_timeout": CLIENT_TIMEOUT,
             "cpus": os.cpu_count(),
+            "workflows": WORKFLOWS,
             "result_backend": "Redis, with callbacks and failures recorded in the database (the default with a Redis broker)",
             "cache": "Redis (`CACHE_URL`, database 1)"
             if REDIS_CACHE

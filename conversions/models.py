@@ -1,13 +1,14 @@
 import secrets
 import time
 
+import pghistory
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from offers.macros import SUBS
-from offers.models import MONEY, Offer
+from offers.models import MONEY, RATE, Offer
 from partners.models import Partner, PartnerPostback
 
 # A click's sub1..sub8, the macros offers name.
@@ -214,6 +215,25 @@ class DispatchFlag(models.Model):
         return f"raised at {self.raised_at}" if self.raised_at else "down"
 
 
+# What a conversion's history shows (affise_proj/history.py): written by a
+# trigger on its creation and on every change of one of these, nothing else.
+CONVERSION_HISTORY = (
+    "status",
+    "reason",
+    "revenue",
+    "payout",
+    "sum",
+    "hold_until",
+    "advertiser_status",
+)
+
+
+@pghistory.track(
+    pghistory.InsertEvent(),
+    pghistory.UpdateEvent(condition=pghistory.AnyChange(*CONVERSION_HISTORY)),
+    fields=list(CONVERSION_HISTORY),
+    model_name="ConversionEvent",
+)
 class Conversion(models.Model):
     class Status(models.TextChoices):
         APPROVED = "approved"
@@ -241,6 +261,20 @@ class Conversion(models.Model):
     comment = models.CharField(max_length=1024, blank=True)
     custom_fields = models.JSONField(default=dict, blank=True)
     hold_until = models.DateTimeField(null=True, blank=True)
+    advertiser_status = models.CharField(
+        max_length=64, blank=True, help_text="The status word as the advertiser sent it."
+    )
+    original_sum = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="The sum as sent, in original_currency."
+    )
+    original_currency = models.CharField(max_length=3, blank=True)
+    exchange_rate = models.DecimalField(
+        **RATE, null=True, blank=True, help_text="One original_currency is this much of currency."
+    )
+    # Fraud signals: seconds from the click to the conversion (bots convert in
+    # seconds), and whether the postback's ip differs from the click's.
+    ctit = models.BigIntegerField(null=True, blank=True, help_text="Seconds from click.")
+    ip_mismatch = models.BooleanField(default=False)
     # Raised on every status change; names the event partner postbacks fire for.
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(default=timezone.now)
@@ -286,6 +320,12 @@ class Conversion(models.Model):
                 fields=["action_id"],
                 name="conversion_action_id_idx",
                 condition=~models.Q(action_id=""),
+            ),
+            # The fraud filter (ip_mismatch=true), newest first: a small share of the rows.
+            models.Index(
+                fields=["-created_at"],
+                name="conversion_ip_mismatch_idx",
+                condition=models.Q(ip_mismatch=True),
             ),
             # The periodic hold approval scans only held conversions.
             models.Index(

@@ -29,7 +29,6 @@ class Decline(StrEnum):
     CLICK_EXPIRED = "Click session lifespan is expired"
     CLICK_TOO_YOUNG = "Min click session lifespan is not reached"
     PAYMENTS_NOT_FOUND = "Payments not found"
-    # Named by DESIGN.md for the exchange rates of its second round; not made yet.
     EXCHANGE_RATE_NOT_FOUND = "Exchange rate not found"
     BY_ADVERTISER = "Declined via advertiser's postback"
     CAP_REACHED = "Cap is reached"

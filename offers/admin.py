@@ -8,9 +8,11 @@ from django.db import models
 from django.http import HttpRequest
 from django.utils import timezone
 
+from affise_proj.history_admin import HistoryAdminMixin
+
 from . import secrecy
 from .forms import IPListField
-from .models import Advertiser, Cap, Goal, Offer, Payout, usage_of
+from .models import Advertiser, Cap, ExchangeRate, Goal, Offer, Payout, PostbackRule, usage_of
 
 PERIOD_WORDS = {Cap.Period.DAY: "today", Cap.Period.MONTH: "this month", Cap.Period.ALL: "in total"}
 
@@ -96,6 +98,13 @@ class CapInline(OfferScopedInline):
         return cap_usage(obj)
 
 
+class PostbackRuleInline(OfferScopedInline):
+    model = PostbackRule
+    fields = ("goal", "field", "op", "value", "action", "reason")
+    autocomplete_fields = ()
+    verbose_name_plural = "rules (declined first, then pending; before caps)"
+
+
 class IPListMixin:
     """allowed_ips as text, one address or network per line (the API keeps the list)."""
 
@@ -136,7 +145,7 @@ class MaskedSecureMixin:
 
 
 @admin.register(Advertiser)
-class AdvertiserAdmin(IPListMixin, MaskedSecureMixin, admin.ModelAdmin):
+class AdvertiserAdmin(HistoryAdminMixin, IPListMixin, MaskedSecureMixin, admin.ModelAdmin):
     list_display = ("id", "name", "has_secure", "allowed_ip_list")
     search_fields = ("name",)
 
@@ -150,7 +159,7 @@ URL_FIELDS = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(Offer)
-class OfferAdmin(IPListMixin, MaskedSecureMixin, admin.ModelAdmin):
+class OfferAdmin(HistoryAdminMixin, IPListMixin, MaskedSecureMixin, admin.ModelAdmin):
     formfield_overrides = URL_FIELDS
     list_display = (
         "id",
@@ -167,7 +176,7 @@ class OfferAdmin(IPListMixin, MaskedSecureMixin, admin.ModelAdmin):
     list_filter = ("status", "privacy", "advertiser")
     search_fields = ("title", "=id")
     # The partners app adds the partners with access (partners/admin.py).
-    inlines = (GoalInline, PayoutInline, CapInline)
+    inlines = (GoalInline, PayoutInline, CapInline, PostbackRuleInline)
     change_form_template = "admin/offers/offer/change_form.html"
 
     def change_view(self, request: HttpRequest, object_id, form_url="", extra_context=None):
@@ -186,7 +195,7 @@ class OfferAdmin(IPListMixin, MaskedSecureMixin, admin.ModelAdmin):
 
 
 @admin.register(Payout)
-class PayoutAdmin(admin.ModelAdmin):
+class PayoutAdmin(HistoryAdminMixin, admin.ModelAdmin):
     list_display = ("id", "offer", "goal", "partner", "country", "type", "revenue", "payout")
     list_select_related = ("offer", "goal", "partner")
     list_filter = ("type", "offer")
@@ -194,7 +203,7 @@ class PayoutAdmin(admin.ModelAdmin):
 
 
 @admin.register(Cap)
-class CapAdmin(admin.ModelAdmin):
+class CapAdmin(HistoryAdminMixin, admin.ModelAdmin):
     list_display = ("id", "offer", "goal", "partner", "kind", "limit", "overcap_status", "usage")
     list_select_related = ("offer", "goal", "partner")
     list_filter = ("period", "kind", "offer")
@@ -203,3 +212,21 @@ class CapAdmin(admin.ModelAdmin):
     @admin.display(description="current usage")
     def usage(self, obj: Cap) -> str:
         return cap_usage(obj)
+
+
+@admin.register(PostbackRule)
+class PostbackRuleAdmin(HistoryAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "offer", "goal", "field", "op", "value", "action", "reason")
+    list_select_related = ("offer", "goal")
+    list_filter = ("action", "offer")
+    autocomplete_fields = ("offer",)
+    raw_id_fields = ("goal",)
+
+
+@admin.register(ExchangeRate)
+class ExchangeRateAdmin(admin.ModelAdmin):
+    list_display = ("date", "base", "quote", "rate")
+    list_filter = ("base", "quote")
+    date_hierarchy = "date"
+    search_fields = ("=base", "=quote")
+    ordering = ("-date", "base", "quote")

@@ -17,7 +17,18 @@ from affise_proj.api_base import (
 )
 
 from . import secrecy, validators
-from .models import Advertiser, Cap, CapCounter, Goal, Offer, Payout, period_key, usage_of
+from .models import (
+    Advertiser,
+    Cap,
+    CapCounter,
+    ExchangeRate,
+    Goal,
+    Offer,
+    Payout,
+    PostbackRule,
+    period_key,
+    usage_of,
+)
 
 PERCENT_MAX = Decimal(100)
 
@@ -43,6 +54,15 @@ class MaskedSecureMixin:
         return data
 
 
+def status_map_field() -> serializers.JSONField:
+    return serializers.JSONField(
+        required=False,
+        validators=[validators.validate_status_map],
+        help_text='The advertiser\'s status words, e.g. {"sale": "approved", "chargeback": '
+        '"declined"}; matched case-insensitively. 1, 2, 3 and 5 always work.',
+    )
+
+
 SECURE_HELP = (
     "Secure code the advertiser sends as secure=; blank = none. Shown as "
     f'"{secrecy.MASK}" to users who may not change the row.'
@@ -51,15 +71,17 @@ SECURE_HELP = (
 
 class AdvertiserSerializer(MaskedSecureMixin, ModelValidatingSerializer):
     allowed_ips = ip_list_field()
+    status_map = status_map_field()
 
     class Meta:
         model = Advertiser
-        fields = ["id", "name", "secure", "allowed_ips"]
+        fields = ["id", "name", "secure", "allowed_ips", "status_map"]
         extra_kwargs = {"secure": {"help_text": SECURE_HELP}}
 
 
 class OfferSerializer(MaskedSecureMixin, ModelValidatingSerializer):
     allowed_ips = ip_list_field()
+    status_map = status_map_field()
 
     class Meta:
         model = Offer
@@ -78,6 +100,7 @@ class OfferSerializer(MaskedSecureMixin, ModelValidatingSerializer):
             "min_click_lifespan",
             "hold_period",
             "default_status",
+            "status_map",
             "created_at",
         ]
         extra_kwargs = {"secure": {"help_text": SECURE_HELP}}
@@ -86,7 +109,29 @@ class OfferSerializer(MaskedSecureMixin, ModelValidatingSerializer):
 class GoalSerializer(ModelValidatingSerializer):
     class Meta:
         model = Goal
-        fields = ["id", "offer", "value", "title"]
+        fields = ["id", "offer", "value", "title", "allow_multiple"]
+
+
+class PostbackRuleSerializer(ModelValidatingSerializer):
+    class Meta:
+        model = PostbackRule
+        fields = ["id", "offer", "goal", "field", "op", "value", "action", "reason"]
+
+    def validate(self, attrs: dict) -> dict:
+        def current(name: str):
+            return attrs.get(name, getattr(self.instance, name, None))
+
+        if errors := same_offer(current("goal"), current("offer")):
+            raise serializers.ValidationError(errors)
+        return super().validate(attrs)
+
+
+class ExchangeRateSerializer(ModelValidatingSerializer):
+    class Meta:
+        model = ExchangeRate
+        fields = ["id", "base", "quote", "rate", "date"]
+        # The model's unique constraint is checked by full_clean, with its own message.
+        validators = []
 
 
 class PayoutSerializer(ModelValidatingSerializer):
@@ -225,3 +270,21 @@ class CapViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
                 )
             )
         )
+
+
+class PostbackRuleViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
+    """Rules: decline a new conversion, or hold it pending for review, by sum, ctit or any parameter."""
+
+    queryset = PostbackRule.objects.all()
+    serializer_class = PostbackRuleSerializer
+    permission_classes = [StaffModelPermissions]
+    filterset_fields = ["offer", "goal", "action"]
+
+
+class ExchangeRateViewSet(ProtectedDeleteMixin, viewsets.ModelViewSet):
+    """Exchange rates: one base is rate of quote on date; the newest on or before a day applies."""
+
+    queryset = ExchangeRate.objects.all()
+    serializer_class = ExchangeRateSerializer
+    permission_classes = [StaffModelPermissions]
+    filterset_fields = ["base", "quote", "date"]

@@ -25,6 +25,10 @@ PARTNER_POSTBACK_MACROS = frozenset(
         "ip",
         "date",
         "timestamp",
+        "advertiser_status",
+        "original_sum",
+        "original_currency",
+        "ctit",
     }
 )
 

@@ -4,15 +4,31 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import connection, models, transaction
 from django.db.models.functions import Lower
 from django.dispatch import Signal
 
+from affise_proj.history import track
+
+from . import rules
 from .macros import validate_offer_url
-from .validators import validate_country, validate_currency, validate_ip_list
+from .validators import (
+    validate_country,
+    validate_currency,
+    validate_ip_list,
+    validate_positive_rate,
+    validate_status_map,
+)
 
 MONEY = {"max_digits": 16, "decimal_places": 4}
+# An exchange rate: one base is ``rate`` of quote (ExchangeRate, Conversion.exchange_rate).
+RATE = {"max_digits": 20, "decimal_places": 10}
+STATUS_MAP_HELP = (
+    'The advertiser\'s own status words, e.g. {"sale": "approved", "chargeback": "declined"}; '
+    "matched case-insensitively. The codes 1, 2, 3 and 5 always work."
+)
 
 # Sent inside the transaction that changed what a cap counts, once its old
 # counters are gone: the conversions app counts the current period afresh.
@@ -43,11 +59,15 @@ def lock_caps_of(offer_ids, *, exclusive: bool) -> None:
         )
 
 
+@track()
 class Advertiser(models.Model):
     name = models.CharField(max_length=200)
     secure = models.CharField(max_length=128, blank=True, help_text="Blank = no secure code.")
     allowed_ips = models.JSONField(
         default=list, blank=True, validators=[validate_ip_list], help_text="IPs/CIDRs; empty = any."
+    )
+    status_map = models.JSONField(
+        default=dict, blank=True, validators=[validate_status_map], help_text=STATUS_MAP_HELP
     )
 
     class Meta:
@@ -57,6 +77,7 @@ class Advertiser(models.Model):
         return self.name
 
 
+@track()
 class Offer(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active"
@@ -94,6 +115,12 @@ class Offer(models.Model):
     default_status = models.CharField(
         max_length=16, choices=DefaultStatus.choices, default=DefaultStatus.APPROVED
     )
+    status_map = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_status_map],
+        help_text=STATUS_MAP_HELP + " The offer's words win over its advertiser's.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -124,6 +151,11 @@ class Goal(models.Model):
     offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="goals")
     value = models.CharField(max_length=64, help_text="Sent as goal=… (e.g. 1, reg, sale).")
     title = models.CharField(max_length=200, blank=True)
+    allow_multiple = models.BooleanField(
+        default=False,
+        help_text="Repeat events (rebills, deposits): each postback with a new action_id "
+        "is a new conversion of the same click.",
+    )
 
     class Meta:
         ordering = ["offer_id", "value"]
@@ -148,6 +180,7 @@ class Goal(models.Model):
                     cap.recount()
 
 
+@track()
 class Payout(models.Model):
     class Type(models.TextChoices):
         FIXED = "fixed"
@@ -204,6 +237,7 @@ class Payout(models.Model):
         return f"{self.goal}: {self.payout}{unit} (revenue {self.revenue}{unit})"
 
 
+@track()
 class Cap(models.Model):
     class Period(models.TextChoices):
         DAY = "day"
@@ -325,3 +359,85 @@ class CapCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.cap_id} {self.period_key}: {self.used:g}"
+
+
+@track()
+class PostbackRule(models.Model):
+    """Holds for review or declines a new conversion by its sum, its ctit or any parameter.
+
+    Applied after the built-in declines and before caps: the first matching
+    ``declined`` rule declines it with its reason; else the first matching
+    ``pending`` rule makes it pending with its reason (offers/rules.py).
+    """
+
+    class Op(models.TextChoices):
+        LT = "lt", "<"
+        LTE = "lte", "≤"
+        GT = "gt", ">"
+        GTE = "gte", "≥"
+        EQ = "eq", "="
+        NE = "ne", "≠"
+        CONTAINS = "contains", "contains"
+
+    class Action(models.TextChoices):
+        DECLINED = "declined"
+        PENDING = "pending"
+
+    offer = models.ForeignKey(Offer, on_delete=models.CASCADE, related_name="rules")
+    goal = models.ForeignKey(
+        Goal, on_delete=models.CASCADE, null=True, blank=True, help_text="Empty = all goals."
+    )
+    field = models.CharField(
+        max_length=80,
+        help_text="sum, ctit (seconds from click), or param:<name> for any parameter.",
+    )
+    op = models.CharField(max_length=8, choices=Op.choices)
+    value = models.CharField(max_length=255)
+    action = models.CharField(max_length=16, choices=Action.choices, default=Action.PENDING)
+    reason = models.CharField(max_length=255, help_text="The conversion's reason when it matches.")
+
+    class Meta:
+        ordering = ["offer_id", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(op__in=rules.OPS), name="postbackrule_op_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(action__in=["declined", "pending"]),
+                name="postbackrule_action_valid",
+            ),
+            models.CheckConstraint(condition=~models.Q(reason=""), name="postbackrule_has_reason"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.field} {self.get_op_display()} {self.value} → {self.action}: {self.reason}"
+
+    def clean(self) -> None:
+        errors = rules.rule_errors(self.field, self.op, self.value)
+        if self.goal_id and self.offer_id and self.goal.offer_id != self.offer_id:
+            errors["goal"] = "This goal belongs to another offer."
+        if errors:
+            raise ValidationError(errors)
+
+    def matches(self, subject: dict) -> bool:
+        return rules.matches(self.field, self.op, self.value, subject)
+
+
+class ExchangeRate(models.Model):
+    """One ``base`` is ``rate`` of ``quote`` on ``date`` (a day's published rate)."""
+
+    base = models.CharField(max_length=3, validators=[validate_currency])
+    quote = models.CharField(max_length=3, validators=[validate_currency])
+    rate = models.DecimalField(**RATE, validators=[validate_positive_rate])
+    date = models.DateField()
+
+    class Meta:
+        ordering = ["-date", "base", "quote"]
+        constraints = [
+            # Also serves the conversion's lookup: a pair's newest rate on or before a day.
+            models.UniqueConstraint("base", "quote", "date", name="exchangerate_one_per_day"),
+            models.CheckConstraint(condition=models.Q(rate__gt=0), name="exchangerate_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.date} 1 {self.base} = {self.rate.normalize():f} {self.quote}"

@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.db import models
 
+from affise_proj.history_admin import HistoryAdminMixin
 from offers.admin import OfferAdmin
 
 from .models import OfferAccess, Partner, PartnerPostback
@@ -42,7 +43,7 @@ class PartnerPostbackInline(admin.TabularInline):
 
 
 @admin.register(Partner)
-class PartnerAdmin(admin.ModelAdmin):
+class PartnerAdmin(HistoryAdminMixin, admin.ModelAdmin):
     list_display = ("id", "name", "status", "created_at")
     list_filter = ("status",)
     search_fields = ("name", "=id")
@@ -59,7 +60,7 @@ class OfferAccessAdmin(admin.ModelAdmin):
 
 
 @admin.register(PartnerPostback)
-class PartnerPostbackAdmin(admin.ModelAdmin):
+class PartnerPostbackAdmin(HistoryAdminMixin, admin.ModelAdmin):
     formfield_overrides = URL_FIELDS
     list_display = (
         "id",

@@ -1,11 +1,13 @@
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from affise_proj.history import track
 from offers.models import Goal, Offer
 
 from .macros import validate_postback_url
 
 
+@track()
 class Partner(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active"
@@ -51,6 +53,8 @@ class OfferAccess(models.Model):
 CONVERSION_STATUSES = ("approved", "pending", "declined", "hold")
 
 
+# What the system changes as it delivers (failure counts) is not a manager's change.
+@track(exclude=["consecutive_failures"])
 class PartnerPostback(models.Model):
     """A partner's tracker URL, called on conversion events.
 

@@ -110,6 +110,13 @@ def macro_values(conversion: "Conversion") -> dict[str, object]:
         "ip": conversion.ip or "",
         "date": timezone.localtime(conversion.created_at).date().isoformat(),
         "timestamp": int(conversion.created_at.timestamp()),
+        "advertiser_status": conversion.advertiser_status,
+        # The sum as the advertiser sent it, in its currency (the sum's own when not converted).
+        "original_sum": _money(
+            conversion.sum if conversion.original_sum is None else conversion.original_sum
+        ),
+        "original_currency": conversion.original_currency or conversion.currency,
+        "ctit": "" if conversion.ctit is None else conversion.ctit,
     }
     for name in SUB_FIELDS:
         values[name] = getattr(click, name, "") if click else ""

@@ -9,7 +9,9 @@ one), and exact-match search on indexed columns.
 import json
 from decimal import Decimal
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
@@ -20,6 +22,7 @@ from django.utils.html import format_html, format_html_join
 from import_export.admin import ImportExportMixin
 from import_export.results import RowResult
 
+from affise_proj.history_admin import HistoryAdminMixin
 from conversions.delivery import deliveries
 from conversions.intake.params import CLICKID_RE
 from conversions.models import Click, Conversion, Postback, PostbackDelivery
@@ -226,8 +229,56 @@ class PostbackInline(admin.TabularInline):
         return False
 
 
+class ConversionActionForm(ActionForm):
+    """Beside the action list: the new status, a comment for the history, and whether to notify."""
+
+    status = forms.ChoiceField(
+        choices=[("", "new status…"), *Conversion.Status.choices],
+        required=False,
+        help_text='For "Change status of selected conversions".',
+    )
+    comment = forms.CharField(
+        max_length=1000,
+        required=False,
+        widget=forms.TextInput(attrs={"placeholder": "comment (kept in the history)"}),
+    )
+    notify_partner = forms.ChoiceField(
+        choices=[("1", "notify partner"), ("0", "do not notify partner")],
+        initial="1",
+        required=False,
+    )
+
+
+class CtitFilter(admin.SimpleListFilter):
+    """Seconds from click to conversion: bots convert within seconds."""
+
+    title = "click to conversion"
+    parameter_name = "ctit"
+    BANDS = {"<15": (None, 15), "15-60": (15, 60), "60-3600": (60, 3600), ">3600": (3600, None)}
+
+    def lookups(self, request, model_admin):
+        return [
+            ("<15", "under 15 s"),
+            ("15-60", "15 s to a minute"),
+            ("60-3600", "a minute to an hour"),
+            (">3600", "over an hour"),
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value() not in self.BANDS:
+            return queryset
+        low, high = self.BANDS[self.value()]
+        if low is not None:
+            queryset = queryset.filter(ctit__gte=low)
+        if high is not None:
+            queryset = queryset.filter(ctit__lt=high)
+        return queryset
+
+
 @admin.register(Conversion)
-class ConversionAdmin(FastListMixin, ImportExportMixin, ReadOnlyMixin, admin.ModelAdmin):
+class ConversionAdmin(
+    HistoryAdminMixin, FastListMixin, ImportExportMixin, ReadOnlyMixin, admin.ModelAdmin
+):
     resource_classes = [ConversionResource]
     formats = [FormulaSafeCSV]
     # "Export" downloads the filtered list at once: no intermediate form.
@@ -243,21 +294,37 @@ class ConversionAdmin(FastListMixin, ImportExportMixin, ReadOnlyMixin, admin.Mod
         "reason",
         "revenue_amount",
         "payout_amount",
+        "fraud_signals",
     )
     list_display_links = ("created_at",)
     list_select_related = ("offer", "partner")
-    list_filter = ("status", "offer", "partner", GoalFilter, ReasonFilter)
+    list_filter = (
+        "status",
+        "offer",
+        "partner",
+        GoalFilter,
+        ReasonFilter,
+        CtitFilter,
+        "ip_mismatch",
+    )
     date_hierarchy = "created_at"
     search_fields = ("action_id",)
     search_help_text = "Exact conversion id, clickid or action_id."
     ordering = ("-created_at",)
-    actions = ("approve", "decline", "set_pending")
+    actions = ("change_status", "approve", "decline", "set_pending")
+    action_form = ConversionActionForm
     readonly_fields = ("clickid", "related")
     inlines = (PostbackInline, DeliveryInline)
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: Conversion) -> str:
         return badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="ctit · ip", ordering="ctit")
+    def fraud_signals(self, obj: Conversion) -> str:
+        """Seconds from click to conversion, and ≠ where the postback's IP is not the click's."""
+        ctit = "-" if obj.ctit is None else f"{obj.ctit} s"
+        return f"{ctit} · IP ≠" if obj.ip_mismatch else ctit
 
     @admin.display(description="offer", ordering="offer__title")
     def offer_name(self, obj: Conversion) -> str:
@@ -358,39 +425,47 @@ class ConversionAdmin(FastListMixin, ImportExportMixin, ReadOnlyMixin, admin.Mod
                 match |= Q(click_id__in=clicks)
         return queryset.filter(match), False
 
-    def _change_status(self, request, queryset, status: str, verb: str) -> None:
-        changed, refused = 0, []
-        for pk in queryset.values_list("pk", flat=True):
-            try:
-                statuses.change_status_by_manager(pk, status)
-                changed += 1
-            except statuses.TransitionError as exc:
-                refused.append(str(exc))
-        if changed:
-            self.message_user(
-                request,
-                f"{verb} {changed} conversion{'s' if changed != 1 else ''}; "
-                "partner postbacks were fired.",
-                messages.SUCCESS,
+    def _change_status(self, request, queryset, status: str) -> None:
+        """Each selected conversion in its own transaction: one failure stops no other."""
+        comment = request.POST.get("comment", "").strip()[:1000]
+        notify = request.POST.get("notify_partner", "1") != "0"
+        changed = unchanged = 0
+        for pk in queryset.order_by("pk").values_list("pk", flat=True):
+            _, did = statuses.change_status_by_manager(
+                pk, status, user=request.user, comment=comment, notify=notify
             )
-        if refused:
-            shown = " ".join(refused[:5]) + (" …" if len(refused) > 5 else "")
-            self.message_user(request, f"Refused {len(refused)}: {shown}", messages.WARNING)
+            changed += did
+            unchanged += not did
+        told = "partner postbacks were fired" if notify else "partners were not notified"
+        self.message_user(
+            request,
+            f"{changed} conversion{'s' if changed != 1 else ''} set {status}; {told}."
+            + (f" {unchanged} already {status}, left as they were." if unchanged else ""),
+            messages.SUCCESS if changed else messages.WARNING,
+        )
+
+    @admin.action(description="Change status of selected conversions", permissions=["change"])
+    def change_status(self, request, queryset):
+        status = request.POST.get("status", "")
+        if status not in S.values:
+            self.message_user(request, "Choose the new status beside the action.", messages.ERROR)
+            return
+        self._change_status(request, queryset, status)
 
     @admin.action(description="Approve selected conversions", permissions=["change"])
     def approve(self, request, queryset):
-        self._change_status(request, queryset, S.APPROVED, "Approved")
+        self._change_status(request, queryset, S.APPROVED)
 
     @admin.action(
         description=f"Decline selected conversions ({Decline.BY_MANAGER})",
         permissions=["change"],
     )
     def decline(self, request, queryset):
-        self._change_status(request, queryset, S.DECLINED, "Declined")
+        self._change_status(request, queryset, S.DECLINED)
 
     @admin.action(description="Set selected conversions pending", permissions=["change"])
     def set_pending(self, request, queryset):
-        self._change_status(request, queryset, S.PENDING, "Set pending")
+        self._change_status(request, queryset, S.PENDING)
 
 
 def masked_fields(fields: tuple) -> tuple:

@@ -17,6 +17,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from affise_proj import history
 from affise_proj.api_base import DateTimeRangeFilter, StaffModelPermissions
 from conversions.delivery import deliveries
 from conversions.intake.params import STATUS_CODES
@@ -165,6 +166,12 @@ class ConversionSerializer(serializers.ModelSerializer):
             "comment",
             "custom_fields",
             "hold_until",
+            "advertiser_status",
+            "original_sum",
+            "original_currency",
+            "exchange_rate",
+            "ctit",
+            "ip_mismatch",
             "created_at",
             "updated_at",
         ]
@@ -172,15 +179,39 @@ class ConversionSerializer(serializers.ModelSerializer):
 
 
 class ConversionStatusSerializer(serializers.Serializer):
-    """What a manager may change on a conversion: its status (and reason)."""
+    """What a manager may change on a conversion: its status (and reason), with a comment."""
 
-    status = serializers.ChoiceField(choices=Conversion.Status.choices, required=False)
+    status = serializers.ChoiceField(
+        choices=Conversion.Status.choices,
+        required=False,
+        help_text="Any of the four, from any of the four.",
+    )
     reason = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    comment = serializers.CharField(
+        max_length=1000,
+        required=False,
+        allow_blank=True,
+        help_text="Why: kept in the conversion's history (not its advertiser's comment).",
+    )
+    notify_partner = serializers.BooleanField(
+        default=True, help_text="Fire the partner postbacks of the new status (default true)."
+    )
 
     def validate(self, attrs: dict) -> dict:
-        if not attrs:
+        if "status" not in attrs and "reason" not in attrs:
             raise serializers.ValidationError("Send status, reason or both.")
         return attrs
+
+
+class HistoryEntrySerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    user = serializers.CharField(allow_null=True, help_text="Username; null for the system.")
+    source = serializers.ChoiceField(choices=history.SOURCES)
+    changes = serializers.DictField(
+        child=serializers.ListField(min_length=2, max_length=2),
+        help_text='{"<field>": [old, new]}',
+    )
+    comment = serializers.CharField(allow_blank=True)
 
 
 class PostbackDeliverySerializer(serializers.ModelSerializer):
@@ -262,10 +293,24 @@ class ConversionFilter(django_filters.FilterSet):
     click = django_filters.CharFilter(field_name="click__clickid", help_text="The click's clickid.")
     goal = django_filters.CharFilter(lookup_expr="iexact", help_text="Goal value.")
     created_at = DateTimeRangeFilter(help_text="created_at_after / created_at_before (ISO 8601).")
+    ctit = django_filters.RangeFilter(
+        help_text="ctit_min / ctit_max: seconds from click to conversion (fraud signal)."
+    )
 
     class Meta:
         model = Conversion
-        fields = ["status", "offer", "partner", "click", "goal", "action_id", "created_at"]
+        fields = [
+            "status",
+            "offer",
+            "partner",
+            "click",
+            "goal",
+            "action_id",
+            "created_at",
+            "ctit",
+            "ip_mismatch",
+            "advertiser_status",
+        ]
 
 
 class ClickViewSet(viewsets.ReadOnlyModelViewSet):
@@ -376,33 +421,54 @@ class ConversionViewSet(
     action_permissions = {
         "partial_update": ["conversions.change_conversion"],
         "requeue": ["conversions.resend_postbackdelivery"],
+        "history": ["conversions.view_conversion"],
     }
 
     @extend_schema(
         request=ConversionStatusSerializer,
         responses={200: ConversionSerializer},
         description=(
-            "Change a conversion's status (and reason) as a manager: the allowed "
-            "transitions are conversions.processing.statuses.MANAGER_TRANSITIONS; a decline's "
-            f'reason is "{Decline.BY_MANAGER}". Partner postbacks fire for the change.'
+            "Change a conversion's status as a manager: any of the four, from any of the "
+            f'four. A decline\'s reason is "{Decline.BY_MANAGER}"; an approve counts '
+            "against caps and is never refused by one. `notify_partner` (default true) "
+            "fires the partner postbacks of the new status, once per change. `comment` "
+            "goes into the history. Asking for the status it has changes nothing."
         ),
     )
     def partial_update(self, request, *args, **kwargs):
         conversion = self.get_object()
         change = ConversionStatusSerializer(data=request.data)
         change.is_valid(raise_exception=True)
-        new_status = change.validated_data.get("status")
-        reason = change.validated_data.get("reason")
+        data = change.validated_data
+        new_status = data.get("status")
+        comment = data.get("comment", "")
         if new_status is None:
             # A reason alone is a note, not a status event: nothing fires.
-            conversion.reason = reason
-            conversion.save(update_fields=["reason", "updated_at"])
+            with history.context(history.MANAGER, request.user, comment):
+                conversion.reason = data["reason"]
+                conversion.save(update_fields=["reason", "updated_at"])
         else:
-            try:
-                statuses.change_status_by_manager(conversion.pk, new_status, reason or "")
-            except statuses.TransitionError as exc:
-                raise serializers.ValidationError({"status": [str(exc)]}) from None
+            statuses.change_status_by_manager(
+                conversion.pk,
+                new_status,
+                data.get("reason", ""),
+                user=request.user,
+                comment=comment,
+                notify=data["notify_partner"],
+            )
         return Response(self.get_serializer(self.get_queryset().get(pk=conversion.pk)).data)
+
+    @extend_schema(
+        responses={200: HistoryEntrySerializer(many=True)},
+        description=(
+            "Every change of the conversion, oldest first: when, by whom (null for the "
+            "system), from where (postback, manager, import or system), what "
+            "(`{field: [old, new]}`) and why."
+        ),
+    )
+    @action(detail=True, methods=["get"], pagination_class=None)
+    def history(self, request, pk=None):
+        return Response(history.history_of(self.get_object()))
 
     @extend_schema(
         request=None,

@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from import_export import fields, resources, widgets
 from import_export.formats.base_formats import CSV
 
+from affise_proj import history
 from conversions.delivery.deliveries import fire
 from conversions.intake import params
 from conversions.intake.params import (
@@ -136,6 +137,11 @@ class ConversionResource(resources.ModelResource):
         # Lengths, choices and the unique constraints checked per row, so a row
         # the database would refuse is reported, not an error for the whole file.
         clean_model_instances = True
+
+    def import_data(self, *args, **kwargs):
+        """In the history, what an import makes is the import's (with the manager who ran it)."""
+        with history.context(history.IMPORT):
+            return super().import_data(*args, **kwargs)
 
     def get_instance(self, instance_loader, row):
         """The existing conversion this row describes, by the model's unique keys."""

@@ -67,6 +67,13 @@ def _passed(name: str, verdicts: Verdicts, pb: dict, updated: Conversion | None)
         return "no conversion yet for this click and goal"
     if name == "cap":
         return "not reached"
+    if name == "currency" and data is not None and data.converted:
+        return (
+            f"{_money(data.original_sum)} {data.original_currency} at {data.rate.normalize():f}"
+            f" = {_money(data.sum)}"
+        )
+    if name == "rules" and data is not None and data.reason:
+        return f"pending for review: {data.reason}"
     return "passed"
 
 

@@ -21,22 +21,24 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from conversions.intake import click_buffer, params
-from conversions.intake.params import CLICKID_RE, CUSTOM_FIELDS, parse_sum
+from conversions.intake.params import CLICKID_RE, CUSTOM_FIELDS, STATUS_CODES, parse_sum
 from conversions.models import Click, Conversion
 from conversions.outcomes import Decline, Rejection
-from offers.models import Cap, CapCounter, Goal, Payout, period_key
+from offers.models import Cap, CapCounter, Goal, Payout, PostbackRule, period_key
 from offers.validators import ip_allowed
 from partners.models import Partner
 
-from . import caps
+from . import caps, currency
 from .verdicts import (
     NOTHING,
+    Amount,
     CapUse,
     ClickSeen,
     Existing,
     GoalPayout,
     OfferTerms,
     Params,
+    Review,
     Verdict,
     Verdicts,
 )
@@ -91,14 +93,49 @@ def _per_click(batch: Batch, related: tuple, judge: Callable[[dict, Click], Verd
     }
 
 
+def _status_maps(batch: Batch) -> dict[str, dict[str, str]]:
+    """The status words each postback's offer knows (its advertiser's, then its own: the
+    offer's win), casefolded; read only for a batch where some status is a word."""
+    if all(params.raw(pb["params"], "status") in ("", *STATUS_CODES) for pb in batch):
+        return {}
+    clicks = _clicks(batch, "offer__advertiser")
+    maps = {}
+    for pb in batch:
+        if click := clicks.get(clickid_of(pb)):
+            words = {**click.offer.advertiser.status_map, **click.offer.status_map}
+            maps[pb["id"]] = {word.strip().casefold(): status for word, status in words.items()}
+    return maps
+
+
+def _status(pb: dict, maps: dict) -> str | None:
+    """The postback's status: a code's, or its advertiser's word mapped by the offer.
+
+    A word with no click to name the offer maps to nothing.
+    """
+    sent = params.raw(pb["params"], "status")
+    if not sent or sent in STATUS_CODES:
+        return params.value(pb["params"], "status")
+    status = maps.get(pb["id"], {}).get(sent.casefold())
+    if status is None:
+        raise params.Rejected(Rejection.INVALID_STATUS)
+    return status
+
+
 def check_params(batch: Batch) -> Verdicts:
-    """DESIGN.md's rejections 1-3, and every parameter normalised and fitted to its column."""
+    """DESIGN.md's rejections 1-3, and every parameter normalised and fitted to its column.
+
+    A status word (not 1, 2, 3 or 5) is looked up in the status maps of the
+    postback's offer and advertiser; it is kept as sent in ``advertiser_status``.
+    """
+    maps = _status_maps(batch)
     verdicts = {}
     for pb in batch:
         sent = pb["params"]
         try:
             # In DESIGN.md's order: clickid (missing, then invalid), status, sum.
-            checked = {name: params.value(sent, name) for name in ("clickid", "status", "sum")}
+            checked = {"clickid": params.value(sent, "clickid")}
+            checked["status"] = _status(pb, maps)
+            checked["sum"] = params.value(sent, "sum")
         except params.Rejected as exc:
             verdicts[pb["id"]] = Verdict(reject=str(exc))
             continue
@@ -112,6 +149,9 @@ def check_params(batch: Batch) -> Verdicts:
             comment=params.value(sent, "comment"),
             currency=params.value(sent, "currency"),
             custom_fields={name: value for name, value in custom.items() if value},
+            advertiser_status=params.fit(
+                params.raw(sent, "status"), Conversion, "advertiser_status"
+            ),
         )
         declined = checked["status"] == Conversion.Status.DECLINED
         verdicts[pb["id"]] = Verdict(decline=Decline.BY_ADVERTISER if declined else "", data=data)
@@ -133,6 +173,7 @@ def check_click(batch: Batch) -> Verdicts:
                     partner_id=click.partner_id,
                     country=click.country,
                     created_at=click.created_at,
+                    ip=click.ip or "",
                 )
             )
     return verdicts
@@ -230,8 +271,10 @@ def amounts(rule: Payout, amount: Decimal) -> tuple[Decimal, Decimal]:
 
 
 def check_payout(batch: Batch) -> Verdicts:
-    clicks = _clicks(batch)
+    """The goal and its payout rule's money; a percent of the sum in the offer's currency."""
+    clicks = _clicks(batch, "offer")
     goals = _goals(clicks)
+    sums = _amounts(batch, clicks)
     rules: dict[int, list[Payout]] = {}
     for rule in Payout.objects.filter(goal__in=[g.pk for g in goals.values()]):
         rules.setdefault(rule.goal_id, []).append(rule)
@@ -247,8 +290,12 @@ def check_payout(batch: Batch) -> Verdicts:
                 data=GoalPayout(goal=goal.value if goal else unknown_goal(pb)),
             )
             continue
-        revenue, payout = amounts(rule, parse_sum(param(pb, "sum")) or Decimal(0))
-        verdicts[pb["id"]] = Verdict(data=GoalPayout(goal.value, goal.pk, revenue, payout))
+        amount = sums.get(pb["id"])
+        amount = amount.sum if isinstance(amount, Amount) else parse_sum(param(pb, "sum"))
+        revenue, payout = amounts(rule, amount or Decimal(0))
+        verdicts[pb["id"]] = Verdict(
+            data=GoalPayout(goal.value, goal.pk, revenue, payout, goal.allow_multiple)
+        )
     return verdicts
 
 
@@ -257,11 +304,19 @@ def conversion_keys(offer_id: int, goal: str, action_id: str, click_pk: int | No
 
     A click has one conversion per goal, whatever action_id its postbacks
     carry or omit; an action_id names one conversion per offer and goal,
-    whichever click it came from. Goals match case-insensitively.
+    whichever click it came from. Goals match case-insensitively. A repeat
+    event (a goal that allows multiple, with an action_id) is found by its
+    action_id alone: pass no ``click_pk`` (``postback_keys``).
     """
     goal = goal.lower()
     by_click = (("click", click_pk, goal),) if click_pk else ()
     return by_click + ((("action", offer_id, goal, action_id),) if action_id else ())
+
+
+def postback_keys(offer_id: int, goal: str, action_id: str, click_pk: int, multiple: bool) -> tuple:
+    """The keys of the conversion a postback speaks of: a repeat event's by action_id only."""
+    repeat = multiple and action_id
+    return conversion_keys(offer_id, goal, action_id, None if repeat else click_pk)
 
 
 def keys_of(conversion: Conversion) -> tuple:
@@ -307,11 +362,12 @@ def check_duplicate(batch: Batch) -> Verdicts:
     keys = {}
     for pb, click, goal in _with_click_and_goal(batch, clicks, goals):
         if click:
-            keys[pb["id"]] = conversion_keys(
+            keys[pb["id"]] = postback_keys(
                 click.offer_id,
                 goal.value if goal else unknown_goal(pb),
                 params.value(pb["params"], "action_id"),
                 click.pk,
+                bool(goal and goal.allow_multiple),
             )
     found = conversions_by_key({key for pb_keys in keys.values() for key in pb_keys})
     return {
@@ -360,6 +416,107 @@ def check_cap(batch: Batch) -> Verdicts:
     }
 
 
+def _ctit(pb: dict, click: Click) -> int:
+    """Seconds from the click to the postback's receipt (a fraud signal: bots are quick)."""
+    return int((datetime.fromisoformat(pb["received_at"]) - click.created_at).total_seconds())
+
+
+def _amounts(batch: Batch, clicks: dict[str, Click]) -> dict[str, Amount | str]:
+    """Each postback's sum in its offer's currency (clicks with their offer).
+
+    Where it cannot be converted, the outcome instead: ``Exchange rate not
+    found`` (no rate known, or what was sent is no currency code), or
+    ``Invalid parameter sum`` (the converted sum is out of range). A postback
+    without a click or a valid sum is left out.
+    """
+    rates = currency.Rates()
+    out: dict[str, Amount | str] = {}
+    for pb in batch:
+        click = clicks.get(clickid_of(pb))
+        try:
+            amount = params.value(pb["params"], "sum")
+        except params.Rejected:
+            continue
+        if click is None:
+            continue
+        wanted, sent = click.offer.currency, params.raw(pb["params"], "currency")
+        code = params.value(pb["params"], "currency")
+        if not sent or code == wanted:
+            out[pb["id"]] = Amount(amount, amount, wanted, Decimal(1))
+            continue
+        rate = code and rates.rate(code, wanted, currency.day_of(pb["received_at"]))
+        if not rate:
+            out[pb["id"]] = Decline.EXCHANGE_RATE_NOT_FOUND
+        elif (converted := currency.convert(amount, rate)) is None:
+            out[pb["id"]] = Rejection.INVALID_SUM
+        else:
+            out[pb["id"]] = Amount(converted, amount, code, rate, converted=True)
+    return out
+
+
+def check_currency(batch: Batch) -> Verdicts:
+    """The sum in the offer's currency: converted from the currency sent where they differ.
+
+    No rate (or no currency code) declines the new conversion ``Exchange rate
+    not found``; a converted sum too large to be a sum is ``Invalid parameter sum``.
+    """
+    sums = _amounts(batch, _clicks(batch, "offer"))
+    verdicts = {}
+    for pb in batch:
+        amount = sums.get(pb["id"])
+        if amount is None:
+            verdicts[pb["id"]] = NOTHING
+        elif isinstance(amount, Amount):
+            verdicts[pb["id"]] = Verdict(data=amount)
+        elif amount == Rejection.INVALID_SUM:
+            verdicts[pb["id"]] = Verdict(reject=amount)
+        else:
+            verdicts[pb["id"]] = Verdict(decline=amount)
+    return verdicts
+
+
+def check_rules(batch: Batch) -> Verdicts:
+    """The offers' PostbackRules on each postback's sum (in the offer's currency), ctit and
+    parameters: the first matching declined rule declines; else the first matching
+    pending rule's reason is for review. Rules apply to new conversions (the callback)."""
+    clicks = _clicks(batch, "offer")
+    offer_rules: dict[int, list[PostbackRule]] = {}
+    if clicks:
+        offers = {c.offer_id for c in clicks.values()}
+        for rule in PostbackRule.objects.filter(offer_id__in=offers).order_by("pk"):
+            offer_rules.setdefault(rule.offer_id, []).append(rule)
+    if not offer_rules:
+        return {
+            pb["id"]: Verdict(data=Review()) if clickid_of(pb) in clicks else NOTHING
+            for pb in batch
+        }
+    goals = _goals(clicks)
+    sums = _amounts(batch, clicks)
+    verdicts = {}
+    for pb, click, goal in _with_click_and_goal(batch, clicks, goals):
+        if click is None:
+            verdicts[pb["id"]] = NOTHING
+            continue
+        amount = sums.get(pb["id"])
+        subject = {
+            "sum": amount.sum if isinstance(amount, Amount) else None,
+            "ctit": _ctit(pb, click),
+            "params": pb["params"],
+        }
+        matching = [
+            rule
+            for rule in offer_rules.get(click.offer_id, [])
+            if rule.goal_id in (None, goal and goal.pk) and rule.matches(subject)
+        ]
+        declined = next((r for r in matching if r.action == PostbackRule.Action.DECLINED), None)
+        pending = next((r for r in matching if r.action == PostbackRule.Action.PENDING), None)
+        verdicts[pb["id"]] = Verdict(
+            decline=declined.reason if declined else "",
+            data=Review(pending.reason if pending else ""),
+        )
+    return verdicts
+
+
 CHECKS: dict[str, Callable[[Batch], Verdicts]] = {
     "params": check_params,
     "click": check_click,
@@ -371,7 +528,11 @@ CHECKS: dict[str, Callable[[Batch], Verdicts]] = {
     "payout": check_payout,
     "duplicate": check_duplicate,
     "cap": check_cap,
+    "currency": check_currency,
+    "rules": check_rules,
 }
-# DESIGN.md's order: rejections first (params covers 1-3), then declines.
-REJECT_ORDER = ("params", "click", "offer", "secure", "ip")
-DECLINE_ORDER = ("partner", "lifespan", "payout", "params")
+# DESIGN.md's order: rejections first (params covers 1-3; a sum the currency
+# converts out of range is 3 too, known once the click is), then declines
+# (rules before caps, which the callback spends).
+REJECT_ORDER = ("params", "click", "currency", "offer", "secure", "ip")
+DECLINE_ORDER = ("partner", "lifespan", "payout", "currency", "params", "rules")

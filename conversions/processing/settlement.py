@@ -4,7 +4,7 @@ import contextvars
 import json
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 
@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from affise_proj import metrics
+from affise_proj import history, metrics
 from conversions.delivery.deliveries import enabled_postbacks, fire
 from conversions.intake.addresses import valid_ip
 from conversions.models import Conversion, Postback
@@ -24,12 +24,12 @@ from .checks import (
     CHECKS,
     DECLINE_ORDER,
     REJECT_ORDER,
-    conversion_keys,
     conversions_by_key,
     keys_of,
+    postback_keys,
 )
 from .statuses import hold_or_approved, set_status
-from .verdicts import NOTHING, ClickSeen, GoalPayout, OfferTerms, Params, Verdict
+from .verdicts import NOTHING, Amount, ClickSeen, GoalPayout, OfferTerms, Params, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +66,15 @@ def settle(results: list[dict], ids: list[str]) -> dict[str, str]:
        settle one by one, each postback in its own savepoint, so an error
        fails that postback alone;
     5. write every row's outcome in one statement.
-    ``results`` are the checks' verdicts in CHECKS order (verdicts.py).
+    ``results`` are the checks' verdicts in CHECKS order (verdicts.py). What
+    the batch changes is the postbacks' in the conversions' history.
     """
     by_check = dict(zip(CHECKS, results, strict=True))
     batch = load_batch(ids)
     token = _batch_time.set(timezone.now())
     try:
-        return _settle_locked(batch, by_check, ids)
+        with history.context(history.POSTBACK):
+            return _settle_locked(batch, by_check, ids)
     finally:
         _batch_time.reset(token)
 
@@ -314,7 +316,8 @@ def _keys(verdicts: dict[str, Verdict]) -> tuple:
     click, params = verdicts["click"].data, verdicts["params"].data
     if not click or not params:
         return ()
-    return conversion_keys(click.offer_id, _payout(verdicts).goal, params.action_id, click.id)
+    payout = _payout(verdicts)
+    return postback_keys(click.offer_id, payout.goal, params.action_id, click.id, payout.multiple)
 
 
 def _payout(verdicts: dict[str, Verdict]) -> GoalPayout:
@@ -330,30 +333,45 @@ def _convert(
     offer: OfferTerms = verdicts["offer"].data
     payout = _payout(verdicts)
 
+    amount: Amount | None = verdicts["currency"].data
     existing = context.existing(_keys(verdicts))
     if existing is not None:
-        return _update_existing(row, existing, params, payout, offer, offer_id, context)
+        return _update_existing(row, existing, params, payout, amount, offer, offer_id, context)
 
     reason = next((verdicts[name].decline for name in DECLINE_ORDER if verdicts[name].decline), "")
+    ip = valid_ip(params.ip)
     conversion = Conversion(
         offer_id=offer_id,
         partner_id=click.partner_id,
         click_id=click.id,
         goal=payout.goal,
         action_id=params.action_id,
+        # A repeat event of its goal: not bound by one conversion per click and goal.
+        multiple=payout.multiple and bool(params.action_id),
         revenue=payout.revenue,
         payout=payout.payout,
         sum=params.sum,
         currency=params.currency or offer.currency,
-        ip=valid_ip(params.ip),
+        ip=ip,
         comment=params.comment,
         custom_fields=params.custom_fields,
+        advertiser_status=params.advertiser_status,
+        ctit=int((datetime.fromisoformat(pb["received_at"]) - click.created_at).total_seconds()),
+        ip_mismatch=bool(ip and click.ip and ip != click.ip),
         created_at=context.now,
     )
+    if amount is not None and amount.converted:
+        conversion.sum, conversion.currency = amount.sum, offer.currency
+        conversion.original_sum, conversion.original_currency = (
+            amount.original_sum,
+            amount.original_currency,
+        )
+        conversion.exchange_rate = amount.rate
     if reason:
         conversion.status, conversion.reason = S.DECLINED, reason
     else:
-        _set_new_status(conversion, params, offer, context.caps[offer_id])
+        review = verdicts["rules"].data.reason if verdicts["rules"].data else ""
+        _set_new_status(conversion, params, offer, context.caps[offer_id], review)
     # A concurrent batch may have inserted the same conversion: IntegrityError
     # rolls back to a savepoint and settle() tries again one by one.
     context.add(conversion)
@@ -361,9 +379,14 @@ def _convert(
 
 
 def _set_new_status(
-    conversion: Conversion, params: Params, offer: OfferTerms, offer_caps: list[Cap]
+    conversion: Conversion,
+    params: Params,
+    offer: OfferTerms,
+    offer_caps: list[Cap],
+    review: str = "",
 ) -> None:
-    """Status of a conversion no earlier rule declined: caps, then sent or default status."""
+    """Status of a conversion nothing declined: caps, then a pending rule's ``review``, then
+    the sent or default status."""
     offer_caps = caps.applicable(offer_caps, conversion.goal, conversion.partner_id)
     spent = caps.spend(offer_caps, conversion.payout, conversion.created_at)
     if spent == Cap.OvercapStatus.DECLINED:
@@ -372,6 +395,10 @@ def _set_new_status(
     if spent == Cap.OvercapStatus.PENDING:
         # Over the cap, for a manager's review: only a manager approves it.
         conversion.status, conversion.reason = S.PENDING, Decline.CAP_REACHED
+        return
+    if review:
+        # A pending rule matched: for a manager's review, whatever was sent.
+        conversion.status, conversion.reason = S.PENDING, review
         return
     status = params.status or offer.default_status
     if status == S.APPROVED:
@@ -386,6 +413,7 @@ def _update_existing(
     existing: Conversion,
     params: Params,
     payout: GoalPayout,
+    amount: Amount | None,
     offer: OfferTerms,
     offer_id: int,
     context: _BatchContext,
@@ -394,7 +422,9 @@ def _update_existing(
 
     A pending conversion over its cap (reason ``Cap is reached``) waits for a
     manager: the advertiser's approval (or hold) is accepted and recorded on
-    the postback, and leaves it pending; a decline, or a new sum, applies.
+    the postback, and leaves it pending; a decline, or a new sum, applies. A
+    sum sent in another currency reprices it once converted (not when it
+    cannot be). The advertiser's status word is kept.
     """
     if not params.status:
         return _finish(row, Postback.State.REJECTED, Rejection.CONVERSION_EXISTS, offer_id=offer_id)
@@ -412,10 +442,19 @@ def _update_existing(
     elif status == S.HOLD:
         hold_until = existing.created_at + timedelta(hours=offer.hold_period)
     price = None
-    if params.sum_sent and payout.goal_id:
-        price = (params.sum, payout.revenue, payout.payout)
+    if params.sum_sent and payout.goal_id and amount is not None:
+        price = (amount.sum, payout.revenue, payout.payout)
     offer_caps = context.caps.get(existing.offer_id)
-    set_status(existing, status, reason, hold_until, price=price, offer_caps=offer_caps)
+    existing.advertiser_status = params.advertiser_status
+    set_status(
+        existing,
+        status,
+        reason,
+        hold_until,
+        price=price,
+        offer_caps=offer_caps,
+        also=("advertiser_status",),
+    )
     return _finish(row, Postback.State.ACCEPTED, conversion=existing, offer_id=offer_id)
 
 

@@ -6,6 +6,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from affise_proj import history
 from conversions.delivery.deliveries import fire
 from conversions.models import Conversion
 from conversions.outcomes import Decline
@@ -13,14 +14,6 @@ from conversions.outcomes import Decline
 from . import caps
 
 S = Conversion.Status
-# What a manager may do from each status. Hold is entered by the pipeline
-# only (it needs the offer's hold period); a manager may release or decline it.
-MANAGER_TRANSITIONS = {
-    S.PENDING: {S.APPROVED, S.DECLINED},
-    S.APPROVED: {S.PENDING, S.DECLINED},
-    S.DECLINED: {S.APPROVED, S.PENDING},
-    S.HOLD: {S.APPROVED, S.PENDING, S.DECLINED},
-}
 
 
 class TransitionError(ValueError):
@@ -44,6 +37,8 @@ def set_status(
     *,
     price: tuple[Decimal, Decimal, Decimal] | None = None,
     offer_caps: list | None = None,
+    notify: bool = True,
+    also: tuple[str, ...] = (),
 ) -> None:
     """Apply a status change (and a new price) inside the caller's transaction.
 
@@ -51,12 +46,14 @@ def set_status(
     a sum. The caps that count the conversion move by the difference in what
     it counts (declined counts nothing; a payout cap counts its payout),
     before the row is written. A change of status is a new event: partner
-    postbacks fire. ``offer_caps``: the offer's caps, when read already.
+    postbacks fire, unless ``notify`` is false (a manager's choice).
+    ``offer_caps``: the offer's caps, when read already. ``also``: other
+    fields the caller set on the conversion, written with it.
     """
     before = (conversion.status, conversion.payout)
     payout = price[2] if price else conversion.payout
     caps.shift(conversion, before, (status, payout), offer_caps)
-    fields = ["reason", "updated_at"]
+    fields = ["reason", "updated_at", *also]
     if price:
         conversion.sum, conversion.revenue, conversion.payout = price
         fields += ["sum", "revenue", "payout"]
@@ -68,24 +65,49 @@ def set_status(
         conversion.version += 1
         fields += ["status", "hold_until", "version"]
     conversion.save(update_fields=fields)
-    if changed:
+    if changed and notify:
         fire(conversion)
 
 
-def change_status_by_manager(conversion_id: int, status: str, reason: str = "") -> Conversion:
-    """A manager's status change (admin action or API PATCH). Raises TransitionError."""
-    with transaction.atomic():
-        conversion = Conversion.objects.select_for_update().get(pk=conversion_id)
-        if status not in S.values:
-            raise TransitionError(f"Unknown status {status!r}.")
-        if status not in MANAGER_TRANSITIONS[conversion.status]:
-            raise TransitionError(
-                f"Conversion #{conversion.pk} is {conversion.status}; it cannot become {status}."
-            )
+def change_status_by_manager(
+    conversion_id: int,
+    status: str,
+    reason: str = "",
+    *,
+    user=None,
+    comment: str = "",
+    notify: bool = True,
+) -> tuple[Conversion, bool]:
+    """A manager's status change (admin action or API PATCH); returns (conversion, changed).
+
+    Any status to any other. The conversion's row is locked first, so two
+    managers changing it at once apply in turn: the second sees the first's
+    result, and asking for the status it already has changes nothing (no
+    event, no partner postback). A decline's reason is "Rejected by a
+    manager"; an approve counts against caps and no cap refuses it; hold
+    lasts the offer's hold period from the conversion's creation (ending
+    at the next hold approval if that is past). Partner postbacks of the new
+    status fire once, when ``notify``. The change is in the history with
+    ``user`` and ``comment``. Raises TransitionError for an unknown status.
+    """
+    if status not in S.values:
+        raise TransitionError(f"Unknown status {status!r}.")
+    with transaction.atomic(), history.context(history.MANAGER, user, comment):
+        conversion = (
+            Conversion.objects.select_for_update(of=("self",))
+            .select_related("offer")
+            .get(pk=conversion_id)
+        )
+        if status == conversion.status:
+            return conversion, False
+        hold_until = None
         if status == S.DECLINED:
             reason = Decline.BY_MANAGER
-        set_status(conversion, status, reason)
-        return conversion
+        elif status == S.HOLD:
+            until = conversion.created_at + timedelta(hours=conversion.offer.hold_period)
+            hold_until = max(until, timezone.now())
+        set_status(conversion, status, reason, hold_until, notify=notify)
+        return conversion, True
 
 
 def approve_holds(limit: int = 1000) -> int:

@@ -27,6 +27,8 @@ class Params:
     comment: str
     currency: str
     custom_fields: dict[str, str]
+    # The status as sent (a code or the advertiser's own word), fitted to its column.
+    advertiser_status: str = ""
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class ClickSeen:
     partner_id: int
     country: str
     created_at: datetime
+    ip: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class GoalPayout:
     goal_id: int | None = None
     revenue: Decimal = Decimal(0)
     payout: Decimal = Decimal(0)
+    # The goal allows repeat events: a new action_id is a new conversion of the click.
+    multiple: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,24 @@ class CapUse:
 
 
 @dataclass(frozen=True)
+class Amount:
+    """The postback's sum in its offer's currency, and as sent (``converted`` when they differ)."""
+
+    sum: Decimal
+    original_sum: Decimal
+    original_currency: str
+    rate: Decimal
+    converted: bool = False
+
+
+@dataclass(frozen=True)
+class Review:
+    """The reason of the first matching ``pending`` rule ("" when none matched)."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Verdict:
     reject: str = ""
     decline: str = ""
@@ -94,6 +117,8 @@ DATA = {
     "payout": GoalPayout,
     "duplicate": Existing,
     "cap": CapUse,
+    "currency": Amount,
+    "rules": Review,
 }
 
 

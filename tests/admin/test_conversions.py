@@ -172,7 +172,7 @@ def test_approve_changes_status_and_fires_partner_postbacks(
     response = run_action(manager_client, "approve", pending)
     pending.refresh_from_db()
     assert pending.status == "approved"
-    assert "Approved 1 conversion; partner postbacks were fired." in messages_of(response)
+    assert "1 conversion set approved; partner postbacks were fired." in messages_of(response)
     delivery = PostbackDelivery.objects.get(conversion=pending)
     assert delivery.url.endswith(f"c={pending.click.clickid}&s=1")
 
@@ -189,16 +189,14 @@ def test_decline_records_the_managers_reason_and_frees_the_cap(
     assert CapCounter.objects.get(cap=cap).used == 0
 
 
-def test_set_pending_and_refusal_of_an_impossible_transition(manager_client, make_conversion):
+def test_set_pending_leaves_those_already_pending_as_they_are(manager_client, make_conversion):
     approved, pending = make_conversion(), make_conversion(status="pending")
     response = run_action(manager_client, "set_pending", approved, pending)
     approved.refresh_from_db()
     assert approved.status == "pending"
-    texts = messages_of(response)
-    assert "Set pending 1 conversion; partner postbacks were fired." in texts
-    assert any(
-        t.startswith("Refused 1:") and f"#{pending.pk} is pending; it cannot become pending" in t
-        for t in texts
+    assert (
+        "1 conversion set pending; partner postbacks were fired. "
+        "1 already pending, left as they were." in messages_of(response)
     )
 
 

@@ -98,6 +98,8 @@ def test_manager_edits_an_offer_and_its_goals(manager_client, offer):
         "payouts-0-payout": "2",
         "caps-TOTAL_FORMS": 0,
         "caps-INITIAL_FORMS": 0,
+        "rules-TOTAL_FORMS": 0,
+        "rules-INITIAL_FORMS": 0,
         "accesses-TOTAL_FORMS": 0,
         "accesses-INITIAL_FORMS": 0,
     }

@@ -21,6 +21,7 @@ def test_advertiser_create_read_update_delete(manager_api):
         "name": "Globex",
         "secure": "s3cret",
         "allowed_ips": ["203.0.113.0/24", "198.51.100.7"],
+        "status_map": {},
     }
     updated = manager_api.patch(f"/api/v1/advertisers/{pk}/", {"allowed_ips": []}, format="json")
     assert updated.status_code == 200

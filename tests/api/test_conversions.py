@@ -117,18 +117,20 @@ def test_every_status_change_fires_partner_postbacks(
     assert [row.status for row in sent] == ["approved", "declined", "pending"]
 
 
-def test_impossible_transition_is_a_400_that_says_why(manager_api, make_conversion):
+def test_approved_conversion_can_be_put_on_hold_by_a_manager(
+    manager_api, make_conversion, partner_postback
+):
     conversion = make_conversion(status="approved")
     response = manager_api.patch(
         f"/api/v1/conversions/{conversion.pk}/", {"status": "hold"}, format="json"
     )
-    assert response.status_code == 400
-    assert response.json() == {
-        "status": [f"Conversion #{conversion.pk} is approved; it cannot become hold."]
-    }
+    assert response.status_code == 200
     conversion.refresh_from_db()
-    assert conversion.status == "approved"
-    assert not PostbackDelivery.objects.exists()
+    assert conversion.status == "hold"
+    assert conversion.hold_until is not None
+    assert [row.status for row in PostbackDelivery.objects.filter(conversion=conversion)] == [
+        "hold"
+    ]
 
 
 def test_unknown_conversion_status_is_a_400(manager_api, make_conversion):

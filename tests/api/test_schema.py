@@ -14,7 +14,7 @@ from schemathesis.config import SchemathesisConfig
 
 from affise_proj.wsgi import application
 from conversions.models import Conversion, Postback, PostbackDelivery
-from offers.models import Cap, Goal
+from offers.models import Cap, ExchangeRate, Goal, PostbackRule
 from partners.models import OfferAccess, PartnerPostback
 
 
@@ -80,6 +80,12 @@ def seeded(offer, partner, click):
         "goals": goal.pk,
         "payouts": offer.payouts.get().pk,
         "caps": Cap.objects.create(offer=offer, limit=10).pk,
+        "rules": PostbackRule.objects.create(
+            offer=offer, field="ctit", op="lt", value="15", reason="CTIT too short"
+        ).pk,
+        "exchange-rates": ExchangeRate.objects.create(
+            base="EUR", quote="USD", rate=Decimal("1.08"), date="2026-11-30"
+        ).pk,
         "partners": partner.pk,
         "offer-access": OfferAccess.objects.create(offer=offer, partner=partner).pk,
         "partner-postbacks": pp.pk,

@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
+from django.db import connection
 from django.utils import timezone
 
 from conversions.models import Click, Conversion
@@ -102,6 +103,8 @@ def month_of_conversions(offers: list[Offer], partners: list[Partner]) -> None:
                     revenue=Decimal("3.50"),
                     payout=Decimal("2.00"),
                     sum=Decimal(rng.randint(5, 120)),
+                    ctit=rng.choice([rng.randint(2, 14), rng.randint(30, 40000)]),
+                    ip_mismatch=rng.random() < 0.1,
                     created_at=at,
                 )
             )
@@ -195,3 +198,42 @@ def test_manager_filters_conversions_and_requeues_a_fixed_postback(page, live_se
     page.wait_for_selector("#conversions-chart svg rect")
     assert "keeping up" in page.inner_text("#queue-health")
     page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+
+
+def test_manager_declines_conversions_in_bulk_with_a_comment(page, live_server, shop):
+    """Conversion workflows: a bulk status change with a comment, seen in the history."""
+    page.goto("/admin/login/?next=/admin/")
+    page.fill("#id_username", "manager")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#dashboard-link")
+    page.goto("/admin/conversions/conversion/?status__exact=approved")
+    rows = page.locator("#result_list tbody tr")
+    for i in range(2):
+        rows.nth(i).locator("input[name=_selected_action]").check()
+    chosen = [
+        int(v)
+        for v in page.locator("input[name=_selected_action]:checked").evaluate_all(
+            "boxes => boxes.map(b => b.value)"
+        )
+    ]
+    page.select_option("select[name=action]", "change_status")
+    page.select_option("select[name=status]", "declined")
+    page.fill("input[name=comment]", "Advertiser reports fraud (ticket 88)")
+    page.select_option("select[name=notify_partner]", "1")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "workflows-bulk.png"))
+    page.click("button[name=index]")
+    page.wait_for_selector(".messagelist .success")
+    assert "2 conversions set declined; partner postbacks were fired." in page.inner_text(
+        ".messagelist"
+    )
+    assert set(Conversion.objects.filter(pk__in=chosen).values_list("status", flat=True)) == {
+        "declined"
+    }
+    page.goto(f"/admin/conversions/conversion/{chosen[0]}/change/")
+    history = page.locator("table.change-history")
+    if connection.vendor == "postgresql":
+        assert "Advertiser reports fraud (ticket 88)" in history.inner_text()
+    history.scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "workflows-history.png"))

@@ -14,6 +14,7 @@ pytestmark = pytest.mark.django_db
 DECIDING_ORDER = [
     "params",
     "click",
+    "currency",
     "offer",
     "secure",
     "ip",
@@ -21,6 +22,7 @@ DECIDING_ORDER = [
     "partner",
     "lifespan",
     "payout",
+    "rules",
     "cap",
 ]
 

@@ -44,6 +44,29 @@ def test_every_macro_is_filled_and_url_encoded(make_postback, make_click, make_c
     assert (row.state, row.attempt, row.event, row.status) == ("pending", 1, 1, "approved")
 
 
+def test_workflow_macros_carry_the_advertisers_status_original_sum_currency_and_ctit(
+    make_postback, make_conversion
+):
+    make_postback(
+        query="?as={advertiser_status}&os={original_sum}&oc={original_currency}&ct={ctit}"
+    )
+    converted = make_conversion(
+        advertiser_status="Sale OK",
+        sum=Decimal("108"),
+        original_sum=Decimal("100"),
+        original_currency="EUR",
+        exchange_rate=Decimal("1.08"),
+        ctit=42,
+    )
+    plain = make_conversion(sum=Decimal("7.5"))
+
+    (row,) = deliveries(conversion=converted)
+    assert row.url.endswith("?as=Sale%20OK&os=100.00&oc=EUR&ct=42")
+    # Not converted: the sum as sent is the sum, in the conversion's currency; ctit unknown.
+    (row,) = deliveries(conversion=plain)
+    assert row.url.endswith("?as=&os=7.50&oc=USD&ct=")
+
+
 def test_unknown_macro_is_refused_when_the_postback_is_saved(partner):
     with pytest.raises(ValidationError, match="nope"):
         PartnerPostback.objects.create(partner=partner, url="https://t.example/?x={nope}")
