@@ -715,10 +715,12 @@ def _check_manual(applied: list) -> dict:
         ).values_list("pgh_obj_id", "status")
     )
     wanted = Counter(applied)
+    # The partner postback of declines and holds only (the dashboard run adds two
+    # more, for declines, whose deliveries are not the manager's to count).
     notified = Counter(
-        PostbackDelivery.objects.filter(conversion_id__in=ids, attempt=1).values_list(
-            "conversion_id", flat=True
-        )
+        PostbackDelivery.objects.filter(
+            conversion_id__in=ids, attempt=1, url__contains="/noop?"
+        ).values_list("conversion_id", flat=True)
     )
     # Each conversion's events into a notifying status, its creation included, as its
     # history has them: one first attempt is owed for each.
