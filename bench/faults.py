@@ -408,11 +408,15 @@ def run(
         statuses=list(NOTIFIED),
     )
     if dashboard_png:
-        # Declined conversions only (the capped offer's, the sequences' declines):
-        # one to the receiver, delivered, one to a path it does not have, failed (404).
+        # The capped offer's declines only (over the cap): one to the receiver,
+        # delivered, one to a path it does not have, failed (404). Kept off the
+        # open offer, whose partner postbacks the manager check counts.
         for path in ("/demo/partner-postback", "/demo/no-such-tracker"):
             PartnerPostback.objects.create(
-                partner=partner, url=f"{stack.base_url}{path}?c={{clickid}}", statuses=["declined"]
+                partner=partner,
+                offer=capped,
+                url=f"{stack.base_url}{path}?c={{clickid}}",
+                statuses=["declined"],
             )
     count = int(plan.rate * plan.seconds)
     # A click converts once per goal: every postback has a click of its own.
