@@ -5,15 +5,12 @@ the postback that was rejected for it and sees it accepted by the real worker.
 Screenshots of the conversions list and the dashboard go to docs/screenshots/.
 """
 
-import os
 import random
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import connection
@@ -25,21 +22,7 @@ from offers.models import Cap, Goal, Offer, Payout
 from partners.models import Partner
 
 from ..conftest import wait_settled
-
-CHROMIUM = Path("/usr/bin/chromium")
-# Under var/ by default, so a test run does not rewrite the committed images;
-# `make screenshots` points it at docs/screenshots/.
-SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR") or settings.VAR_DIR / "screenshots")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-PASSWORD = "manager-pass-123"
+from .conftest import CHROMIUM, PASSWORD, SCREENSHOTS
 
 pytestmark = [
     pytest.mark.skipif(
@@ -48,22 +31,6 @@ pytestmark = [
     # Small ids in the screenshots.
     pytest.mark.django_db(transaction=True, reset_sequences=True),
 ]
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop running in this thread; the test's
-    # own ORM calls are plain synchronous code all the same.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture

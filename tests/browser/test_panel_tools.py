@@ -5,13 +5,10 @@ the cause and re-queues it from its page; a manager tests a partner's
 postback URL. Screenshots go to docs/screenshots/ with `make screenshots`.
 """
 
-import os
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import User
 
 from conversions.models import Click, Conversion, Postback, PostbackDelivery
@@ -19,20 +16,7 @@ from offers.models import Goal, Offer, Payout
 from partners.models import Partner, PartnerPostback
 
 from ..conftest import wait_settled
-
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(os.environ.get("SCREENSHOT_DIR") or settings.VAR_DIR / "screenshots")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-LAPTOP = {"width": 1366, "height": 768}
-PASSWORD = "manager-pass-123"
+from .conftest import CHROMIUM, PASSWORD, SCREENSHOTS
 
 pytestmark = [
     pytest.mark.skipif(
@@ -43,19 +27,8 @@ pytestmark = [
 
 
 @pytest.fixture
-def page(monkeypatch, live_server):
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            context = chromium.new_context(viewport=LAPTOP, base_url=live_server.url)
-            context.set_default_timeout(20_000)
-            yield context.new_page()
-            context.close()
-        finally:
-            chromium.close()
+def page(laptop):
+    return laptop
 
 
 def shot(page, name: str, **options) -> None:

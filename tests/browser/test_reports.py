@@ -14,7 +14,8 @@ from conversions.models import Click, Conversion
 from offers.models import Offer
 from partners.models import Partner
 
-from .test_operator_panel import CHROMIUM, PASSWORD, SCREENSHOTS, browser, month_of_conversions  # noqa: F401
+from .conftest import CHROMIUM, PASSWORD, SCREENSHOTS
+from .test_operator_panel import month_of_conversions
 
 pytestmark = [
     pytest.mark.skipif(
@@ -23,14 +24,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True, reset_sequences=True),
 ]
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
-
-
-@pytest.fixture
-def laptop(browser, live_server):  # noqa: F811
-    context = browser.new_context(viewport={"width": 1366, "height": 768}, base_url=live_server.url)
-    context.set_default_timeout(20_000)
-    yield context.new_page()
-    context.close()
 
 
 def test_manager_opens_reports_with_a_range_and_a_grouping(laptop, advertiser, time_machine):
