@@ -157,6 +157,10 @@ def markdown(results: dict, names: dict[str, str]) -> str:
         f"| 2. end to end, batched vs size 1 | {_rate(e2e['batched']['rate'])} vs "
         f"{_rate(e2e['single']['rate'])}: {_ratio(e2e['ratio'])} | >= 10x | "
         f"{_verdict(e2e['ratio']['median'] >= 10)} |",
+        f"| 2b. batched with 2 rules and a currency, vs without | "
+        f"{_rate(results['workflows']['workflows'])} vs {_rate(results['workflows']['plain'])}: "
+        f"{_ratio(results['workflows']['ratio'])} | >= 0.8x | "
+        f"{_verdict(results['workflows']['ratio']['median'] >= 0.8)} |",
         f"| 2. pipeline keeps up with accept | accept at full speed beside the pipeline: "
         f"{keep['accept_rps']:.0f}/s for {cfg['keepup_seconds']} s; backlog "
         f"{keep['slope_second_half']:+.1f}/s over the 2nd half (max {keep['backlog_max']}), "

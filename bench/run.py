@@ -49,7 +49,7 @@ BURST_SECONDS = float(os.environ.get("BENCH_BURST_SECONDS", "6"))
 CLIENT_TIMEOUT = float(os.environ.get("BENCH_CLIENT_TIMEOUT", "5"))
 # A comma-separated subset of the cases (e.g. BENCH_CASES=accept) measures only
 # those and prints their numbers instead of writing the report, which needs all.
-CASES = ("accept", "clicks", "e2e", "keepup", "light", "burst", "scaling", "stats")
+CASES = ("accept", "clicks", "e2e", "workflows", "keepup", "light", "burst", "scaling", "stats")
 SELECTED = [c for c in os.environ.get("BENCH_CASES", ",".join(CASES)).split(",") if c]
 # A click converts once per goal (a repeat is "Conversion exists"): enough clicks that
 # each case's postbacks have one each (the keep-up case cycles through them).
@@ -213,6 +213,47 @@ def case_end_to_end(stack: Stack, clickids: list[str]) -> dict:
         ]
     )
     return result
+
+
+def case_workflows(stack: Stack, plain: list[str], ruled: list[str]) -> dict:
+    """Case 2b: batched throughput with two rules and a currency conversion, side by side.
+
+    Rounds alternate between the plain offer's postbacks and the ruled offer's
+    (two PostbackRules evaluated, every sum converted from EUR), same batch
+    size, same worker; the ratio is ruled / plain per pair of rounds.
+    """
+    from conversions.models import Conversion
+
+    stack.start_pipeline(concurrency=WORKER_CONCURRENCY)
+    rates: dict[str, list[float]] = {"plain": [], "workflows": []}
+    for run in range(RUNS * 2):
+        order = ("plain", "workflows") if run % 2 == 0 else ("workflows", "plain")
+        for name in order:
+            data.reset_postbacks()
+            stack.flush_redis()
+            clickids, currency = (plain, "") if name == "plain" else (ruled, "EUR")
+            insert_received(
+                clickids, E2E_BATCHED_COUNT, new_tag(f"wf{name}-{run}-"), currency=currency
+            )
+            with Nudger():
+                took = wait_drained(E2E_BATCHED_COUNT, timeout=180)
+            if took is None:
+                raise RuntimeError(f"{name}: {unfinished()} postbacks not final in 180 s")
+            rates[name].append(E2E_BATCHED_COUNT / took)
+            # Each round must have done the work it stands for: a conversion per
+            # postback, and in the ruled rounds every sum converted from EUR.
+            made = Conversion.objects.filter(original_currency=currency).count()
+            if made != E2E_BATCHED_COUNT:
+                raise RuntimeError(f"{name}: {made} conversions in {currency or 'USD'}")
+            log(f"{name}: {E2E_BATCHED_COUNT} postbacks final in {took:.1f}s, {made} conversions")
+    return {
+        "count": E2E_BATCHED_COUNT,
+        "plain": median_spread(rates["plain"]),
+        "workflows": median_spread(rates["workflows"]),
+        "ratio": median_spread(
+            [w / p for w, p in zip(rates["workflows"], rates["plain"], strict=True)]
+        ),
+    }
 
 
 def _slope(points: list[tuple[float, int]]) -> float:
@@ -440,6 +481,12 @@ def main() -> int:
         if "e2e" in SELECTED:
             log("case 2: end to end, batched vs batch size 1")
             results["e2e"] = case_end_to_end(stack, clickids)
+        if "workflows" in SELECTED:
+            log("case 2b: batched with two rules and a currency, next to without")
+            ruled_offer = data.make_offer("Bench offer with rules")
+            data.add_workflows(ruled_offer)
+            ruled = data.make_clicks(ruled_offer, partner, min(CLICKS, E2E_BATCHED_COUNT))
+            results["workflows"] = case_workflows(stack, clickids, ruled)
         if "keepup" in SELECTED:
             results["keepup"] = case_keep_up(stack, clickids)
         results["config"]["load_mid"] = os.getloadavg()
