@@ -316,6 +316,25 @@ def markdown(results: dict, names: dict[str, str]) -> str:
             "![worker scaling](bench-scaling.png)",
             "",
         ]
+    if "datasize" in results:
+        from bench.datasize import section as datasize_section
+
+        sizes = ", ".join(f"{p['rows']:,}" for p in results["datasize"]["points"])
+        lines += [
+            "## 8. Cost against data size",
+            "",
+            f"The click table grown by COPY to {sizes} "
+            "clicks; at each size clicks (case 5's method), accept (case 1's, the postbacks "
+            "naming clicks of the whole table), batched processing of postbacks naming old and "
+            "new clicks (case 2's), and the processing's click lookup for a batch of "
+            f"{results['datasize']['lookup_batch']} clickids. Method and the loads: "
+            "[bench-datasize.md](bench-datasize.md).",
+            "",
+            datasize_section(results["datasize"], "###"),
+            "",
+            "![cost against data size](bench-datasize.png)",
+            "",
+        ]
     return "\n".join(lines)
 
 

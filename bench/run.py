@@ -49,7 +49,19 @@ BURST_SECONDS = float(os.environ.get("BENCH_BURST_SECONDS", "6"))
 CLIENT_TIMEOUT = float(os.environ.get("BENCH_CLIENT_TIMEOUT", "5"))
 # A comma-separated subset of the cases (e.g. BENCH_CASES=accept) measures only
 # those and prints their numbers instead of writing the report, which needs all.
-CASES = ("accept", "clicks", "e2e", "workflows", "keepup", "light", "burst", "scaling", "stats")
+CASES = (
+    "accept",
+    "clicks",
+    "e2e",
+    "workflows",
+    "keepup",
+    "light",
+    "burst",
+    "scaling",
+    # Before stats: its sizes are the clicks in the table; stats counts the ones it loads.
+    "datasize",
+    "stats",
+)
 SELECTED = [c for c in os.environ.get("BENCH_CASES", ",".join(CASES)).split(",") if c]
 # A click converts once per goal (a repeat is "Conversion exists"): enough clicks that
 # each case's postbacks have one each (the keep-up case cycles through them).
@@ -64,10 +76,20 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def case_accept(stack: Stack, clickid: str) -> dict:
-    """Case 1: wrk at 64 connections on /noop and /postback, interleaved (web only)."""
+def case_accept(
+    stack: Stack, clickid: str, runs: int = ACCEPT_RUNS, clickids_file: Path | None = None
+) -> dict:
+    """Case 1: wrk at 64 connections on /noop and /postback, interleaved (web only).
+
+    The postbacks name ``clickid``, or the clickids of ``clickids_file`` in turn.
+    """
+    naming = (
+        {"WRK_POSTBACK_CLICKIDS": str(clickids_file)}
+        if clickids_file
+        else {"WRK_POSTBACK_CLICKID": clickid}
+    )
     rounds = []
-    for run in range(ACCEPT_RUNS):
+    for run in range(runs):
         # Alternated each round, so the database's background work after one case
         # (autovacuum and checkpoints after tens of thousands of inserts) does
         # not always fall on the same next case.
@@ -79,8 +101,8 @@ def case_accept(stack: Stack, clickid: str) -> dict:
                 measured[name] = load.wrk(
                     f"{stack.base_url}/postback",
                     seconds=WRK_SECONDS,
-                    WRK_POSTBACK_CLICKID=clickid,
                     WRK_RUN=new_tag(f"acc{run}"),
+                    **naming,
                 )
         rounds.append(measured)
         log(
@@ -107,7 +129,7 @@ def _summary(rounds: list[dict], names: tuple[str, ...]) -> dict:
     return summary
 
 
-def case_clicks(stack: Stack, offer_id: int, pid: int) -> dict:
+def case_clicks(stack: Stack, offer_id: int, pid: int, runs: int = ACCEPT_RUNS) -> dict:
     """Case 5: wrk at 64 connections on /noop and /click, with the click buffer's flusher.
 
     The worker and beat run, as in production: clicks go to the Redis buffer
@@ -123,7 +145,7 @@ def case_clicks(stack: Stack, offer_id: int, pid: int) -> dict:
     stack.flush_redis()
     stack.start_pipeline(concurrency=WORKER_CONCURRENCY)
     rounds = []
-    for run in range(ACCEPT_RUNS):
+    for run in range(runs):
         measured = {}
         for name in ("noop", "click") if run % 2 == 0 else ("click", "noop"):
             if name == "noop":
@@ -509,6 +531,18 @@ def main() -> int:
             results["scaling"] = case_scaling(
                 stack, clickids, RUNS, out_dir, log, offer.pk, partner.pk
             )
+        if "datasize" in SELECTED:
+            from bench import datasize
+
+            log(
+                "case 8: clicks, accept, processing and the click lookup against the clicks"
+                f" stored ({', '.join(f'{s:,}' for s in datasize.SIZES)})"
+            )
+            results["datasize"] = datasize.case_datasize(
+                stack, offer, partner, log, accept=case_accept, clicks=case_clicks
+            )
+            datasize.write(results["datasize"], out_dir)
+            log(f"wrote {out_dir / 'bench-datasize.md'}")
         if "stats" in SELECTED:
             log("case 7: statistics answer time against data size (bench/stats.py)")
             results["stats"] = bench_stats.case_stats(stack)

@@ -20,10 +20,12 @@ from pathlib import Path
 
 import httpx
 
+from bench.clicktable import copy_clicks
+
 SIZES = [int(s) for s in os.environ.get("BENCH_STATS_SIZES", "1000000,3000000,10000000").split(",")]
 CONVERSION_RATE = float(os.environ.get("BENCH_STATS_CONVERSION_RATE", "0.02"))
 REPEAT = int(os.environ.get("BENCH_STATS_REPEAT", "7"))
-CHUNK = 500_000
+SPAN_S = 30 * 24 * 3600
 OFFERS, PARTNERS, OFFERS_PER_PARTNER, SUBS_PER_PARTNER = 50, 200, 5, 20
 COUNTRIES = ["US", "DE", "GB", "FR", "BR", "IN", "ES", "IT", "CA", "MX"]
 COUNTRIES += ["PL", "NL", "TR", "JP", "AU", "SE", "PT", "AR", "ID", "KR"]
@@ -33,8 +35,6 @@ REPORTS = {
     "partner,country": {"group_by": "partner,country"},
 }
 TARGETS_MS = {"day,offer": 300, "sub1": 1000}
-CLICK_COLUMNS = "id, clickid, offer_id, partner_id, " + ", ".join(f"sub{i}" for i in range(1, 9))
-CLICK_COLUMNS += ", ip, user_agent, referrer, country, created_at"
 CONVERSION_COLUMNS = (
     "offer_id, partner_id, click_id, goal, action_id, multiple, status, reason, revenue,"
     " payout, sum, currency, comment, custom_fields, hold_until, version, created_at, updated_at"
@@ -71,46 +71,39 @@ def _world():
     return runs
 
 
-def _load(cursor, runs: dict, start_id: int, count: int, now: datetime, rng: random.Random):
-    """COPY ``count`` clicks (ids from start_id) and their conversions, in chunks."""
+def _load(runs: dict, count: int, now: datetime, rng: random.Random) -> None:
+    """COPY ``count`` clicks (bench/clicktable.py) and their conversions, in chunks."""
     partners = list(runs)
     weights = [1 / (i + 1) for i in range(len(partners))]  # a few partners send most traffic
     country_weights = [1 / (i + 1) for i in range(len(COUNTRIES))]
-    span = 30 * 24 * 3600
-    done = 0
-    while done < count:
-        n = min(CHUNK, count - done)
-        clicks, conversions = io.StringIO(), io.StringIO()
-        chosen = rng.choices(partners, weights, k=n)
-        countries = rng.choices(COUNTRIES, country_weights, k=n)
-        for i in range(n):
-            pid = chosen[i]
-            offer_ids, subs = runs[pid]
-            offer_id = offer_ids[i % OFFERS_PER_PARTNER]
-            click_id = start_id + done + i
-            at = now - timedelta(seconds=rng.randrange(span))
-            sub1 = subs[rng.randrange(SUBS_PER_PARTNER)]
-            clicks.write(
-                f"{click_id}\t{click_id:024x}\t{offer_id}\t{pid}\t{sub1}\t\t\t\t\t\t\t\t"
-                f"\\N\t\t\t{countries[i]}\t{at.isoformat()}\n"
+    conversions = io.StringIO()
+
+    def values(click_id: int, at: datetime) -> dict:
+        pid = rng.choices(partners, weights)[0]
+        offer_ids, subs = runs[pid]
+        offer_id = offer_ids[click_id % OFFERS_PER_PARTNER]
+        if rng.random() < CONVERSION_RATE:
+            status = rng.choice(("approved", "approved", "approved", "pending", "hold", "declined"))
+            converted = at + timedelta(seconds=rng.randrange(3600))
+            hold_until = (converted + timedelta(days=3)).isoformat() if status == "hold" else "\\N"
+            conversions.write(
+                f"{offer_id}\t{pid}\t{click_id}\t1\t\tf\t{status}\t\t3.0000\t2.0000\t0\tUSD\t\t{{}}"
+                f"\t{hold_until}\t1\t{converted.isoformat()}\t{converted.isoformat()}\n"
             )
-            if rng.random() < CONVERSION_RATE:
-                status = rng.choice(
-                    ("approved", "approved", "approved", "pending", "hold", "declined")
-                )
-                converted = at + timedelta(seconds=rng.randrange(3600))
-                hold_until = (
-                    (converted + timedelta(days=3)).isoformat() if status == "hold" else "\\N"
-                )
-                conversions.write(
-                    f"{offer_id}\t{pid}\t{click_id}\t1\t\tf\t{status}\t\t3.0000\t2.0000\t0\tUSD\t\t{{}}"
-                    f"\t{hold_until}\t1\t{converted.isoformat()}\t{converted.isoformat()}\n"
-                )
-        with cursor.copy(f"COPY conversions_click ({CLICK_COLUMNS}) FROM STDIN") as copy:
-            copy.write(clicks.getvalue())
+        return {
+            "offer_id": offer_id,
+            "partner_id": pid,
+            "sub1": subs[rng.randrange(SUBS_PER_PARTNER)],
+            "country": rng.choices(COUNTRIES, country_weights)[0],
+        }
+
+    def after_chunk(cursor) -> None:
+        nonlocal conversions
         with cursor.copy(f"COPY conversions_conversion ({CONVERSION_COLUMNS}) FROM STDIN") as copy:
             copy.write(conversions.getvalue())
-        done += n
+        conversions = io.StringIO()
+
+    copy_clicks(count, values, now=now, span_s=SPAN_S, rng=rng, after_chunk=after_chunk)
 
 
 def _time(base_url: str, token: str, params: dict) -> dict:
@@ -142,16 +135,11 @@ def case_stats(stack) -> dict:
     today = now.date()
     window = {"date_from": str(today - timedelta(days=29)), "date_to": str(today)}
     rng = random.Random(2)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT coalesce(max(id), 0) + 1 FROM conversions_click")
-        next_id = cursor.fetchone()[0]
     loaded, points = 0, []
     for size in SIZES:
         started = time.monotonic()
-        with transaction.atomic(), connection.cursor() as cursor:
-            # A bulk load's triggers group whole chunks: room to do it in memory.
-            cursor.execute("SET LOCAL work_mem = '256MB'")
-            _load(cursor, runs, next_id + loaded, size - loaded, now, rng)
+        with transaction.atomic():
+            _load(runs, size - loaded, now, rng)
         load_s = time.monotonic() - started
         next_loaded = size
         log(f"loaded {size - loaded:,} clicks in {load_s:.0f} s")
@@ -187,8 +175,6 @@ def case_stats(stack) -> dict:
             f" merged in {merge_s:.0f} s; counters {counters}): "
             + ", ".join(f"{n} {r['median_ms']:.0f} ms" for n, r in point["reports"].items())
         )
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT setval('conversions_click_id_seq', {next_id + loaded})")
     return {"points": points, "targets_ms": TARGETS_MS, "window": window, "repeat": REPEAT}
 
 
