@@ -10,8 +10,8 @@ autovacuum leaves a table; timed apart). At each size, side by side:
   spread over the whole table (case 1's method);
 - settle: a backlog of received postbacks naming distinct random clicks of the
   whole table, old and new, processed batched to final (case 2's method),
-  postbacks/s and the p50 of dispatch to settled (the postback's processed_at
-  minus its dispatched_at: a batch's checks and settlement);
+  postbacks/s and the database's and the worker's CPU per postback; and the
+  accept-to-conversion p50 at 20 postbacks/s (case 4's method) naming such clicks;
 - the click lookup of processing: ``checks.check_click`` on a batch of
   BENCH_DATASIZE_LOOKUP clickids never asked before, spread over the table,
   timed in this process (BENCH_DATASIZE_LOOKUP_RUNS batches, median), and the
@@ -32,7 +32,8 @@ from pathlib import Path
 from bench import data
 from bench.clicktable import copy_clicks
 from bench.feed import Nudger, insert_received
-from bench.measure import median_spread, new_tag, percentile, unfinished, wait_drained
+from bench.measure import median_spread, new_tag, unfinished, wait_drained
+from bench.scaling import Meter
 
 SIZES = [
     int(s)
@@ -56,7 +57,9 @@ METRICS = {
     "accept_ratio": ("accept / no-op", True),
     "accept_p50_ms": ("accept p50 ms", False),
     "settle_rate": ("postbacks settled/s", True),
-    "settle_p50_ms": ("dispatch to settled p50 ms", False),
+    "settle_db_cpu_ms": ("settle, database CPU ms / postback", False),
+    "settle_worker_cpu_ms": ("settle, worker CPU ms / postback", False),
+    "settle_p50_ms": ("accept to conversion p50 ms at 20/s", False),
     "lookup_ms": ("click lookup of a batch, ms", False),
 }
 
@@ -91,21 +94,25 @@ def _vacuum_analyze() -> float:
 
 
 def _settle(pool: list[str], asked: set[str], stack, rng: random.Random, log) -> dict:
-    """Batched processing of SETTLE_COUNT postbacks naming distinct random clicks."""
+    """Batched processing of SETTLE_COUNT postbacks naming distinct random clicks.
+
+    Beside the rate, the CPU the database and the worker spent per postback
+    (/proc, bench/scaling.py's meter): the cost, less moved by other work on
+    the machine than the rate.
+    """
     from django.db.models import Count
 
     from conversions.models import Conversion, Postback
 
-    rates, p50s = [], []
+    rates, db_ms, worker_ms = [], [], []
     stack.start_pipeline()
     for run in range(ROUNDS):
         data.reset_postbacks()
         stack.flush_redis()
         named = rng.sample(pool, min(SETTLE_COUNT, len(pool)))
         asked.update(named)
-        tag = new_tag(f"ds{run}-")
-        insert_received(named, SETTLE_COUNT, tag)
-        with Nudger():
+        insert_received(named, SETTLE_COUNT, new_tag(f"ds{run}-"))
+        with Meter(stack, [stack.procs["worker"].pid]) as meter, Nudger():
             took = wait_drained(SETTLE_COUNT, timeout=300)
         if took is None:
             raise RuntimeError(f"settle: {unfinished()} postbacks not final in 300 s")
@@ -117,22 +124,21 @@ def _settle(pool: list[str], asked: set[str], stack, rng: random.Random, log) ->
                 .annotate(Count("id"))
             )
             raise RuntimeError(f"settle: {made} conversions of {SETTLE_COUNT}: {rejected}")
-        spans = [
-            (done - dispatched).total_seconds() * 1000
-            for dispatched, done in Postback.objects.filter(action_id__startswith=tag).values_list(
-                "dispatched_at", "processed_at"
-            )
-        ]
         rates.append(SETTLE_COUNT / took)
-        p50s.append(percentile(spans, 50))
+        db_ms.append(1000 * meter.db / SETTLE_COUNT)
+        worker_ms.append(1000 * meter.app / SETTLE_COUNT)
         log(
-            f"settle: {SETTLE_COUNT} postbacks final in {took:.1f}s = {rates[-1]:.0f}/s,"
-            f" dispatch to settled p50 {p50s[-1]:.0f} ms"
+            f"settle: {SETTLE_COUNT} postbacks final in {took:.1f}s = {rates[-1]:.0f}/s;"
+            f" CPU per postback: database {db_ms[-1]:.2f} ms, worker {worker_ms[-1]:.2f} ms"
         )
     stack.stop("worker")
     stack.stop("beat")
     data.reset_postbacks()
-    return {"rate": median_spread(rates), "p50_ms": median_spread(p50s)}
+    return {
+        "rate": median_spread(rates),
+        "db_cpu_ms": median_spread(db_ms),
+        "worker_cpu_ms": median_spread(worker_ms),
+    }
 
 
 def _lookup(fresh: list[str], log) -> dict:
@@ -154,6 +160,7 @@ def _lookup(fresh: list[str], log) -> dict:
     times = []
     token = checks.TABLE_ONLY.set(True)
     try:
+        checks.check_click(batch()[:1])  # this process's connection opened, not timed
         for _ in range(LOOKUP_RUNS):
             pbs = batch()
             started = time.perf_counter()
@@ -192,10 +199,11 @@ def _lookup(fresh: list[str], log) -> dict:
     return result
 
 
-def case_datasize(stack, offer, partner, log, *, accept, clicks) -> dict:
+def case_datasize(stack, offer, partner, log, *, accept, clicks, light) -> dict:
     """Grow the table through SIZES, measuring at each size (see the module's docstring).
 
-    ``accept`` and ``clicks``: run.py's cases 1 and 5, called with ROUNDS rounds.
+    ``accept``, ``clicks`` and ``light``: run.py's cases 1, 5 and 4, called with
+    ROUNDS rounds.
     """
     from django.db import connection
 
@@ -245,8 +253,8 @@ def case_datasize(stack, offer, partner, log, *, accept, clicks) -> dict:
             load_before = os.getloadavg()
             # Clickids for the lookup: never named by a postback or an earlier lookup.
             unasked = [c for c in pool if c not in asked]
-            fresh = rng.sample(unasked, min(len(unasked), LOOKUP_BATCH * (LOOKUP_RUNS + 1)))
-            if len(fresh) < LOOKUP_BATCH * (LOOKUP_RUNS + 1):
+            fresh = rng.sample(unasked, min(len(unasked), LOOKUP_BATCH * (LOOKUP_RUNS + 2)))
+            if len(fresh) < LOOKUP_BATCH * (LOOKUP_RUNS + 2):
                 raise RuntimeError(f"lookup: {len(fresh)} clickids left in the pool")
             asked.update(fresh)
             lookup = _lookup(list(fresh), log)
@@ -257,6 +265,12 @@ def case_datasize(stack, offer, partner, log, *, accept, clicks) -> dict:
             data.reset_postbacks()
             clk = clicks(stack, offer.pk, partner.pk, runs=ROUNDS)
             settle = _settle(pool, asked, stack, rng, log)
+            named = rng.sample(pool, min(len(pool), 2000))
+            asked.update(named)
+            latency = light(stack, named, runs=ROUNDS)
+            stack.stop("worker")
+            stack.stop("beat")
+            data.reset_postbacks()
             point = {
                 "size": size,
                 **table,
@@ -273,7 +287,10 @@ def case_datasize(stack, offer, partner, log, *, accept, clicks) -> dict:
                 "accept_p50_ms": acc["postback"]["p50_ms"],
                 "noop_rps": acc["noop"]["rps"],
                 "settle_rate": settle["rate"],
-                "settle_p50_ms": settle["p50_ms"],
+                "settle_db_cpu_ms": settle["db_cpu_ms"],
+                "settle_worker_cpu_ms": settle["worker_cpu_ms"],
+                "settle_p50_ms": latency["p50_ms"],
+                "settle_p99_ms": latency["p99_ms"],
                 "lookup_ms": lookup["ms"],
                 "lookup": {k: v for k, v in lookup.items() if k != "ms"},
             }
@@ -331,12 +348,13 @@ def chart(result: dict, path: Path) -> None:
     points = result["points"]
     xs = [p["rows"] for p in points]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+    # The wrk p50s are 64 connections over the rate: the ratios say the same.
     shown = (
         "click_ratio",
-        "click_p50_ms",
         "accept_ratio",
-        "accept_p50_ms",
         "settle_rate",
+        "settle_db_cpu_ms",
+        "settle_worker_cpu_ms",
         "settle_p50_ms",
         "lookup_ms",
     )
@@ -354,7 +372,7 @@ def chart(result: dict, path: Path) -> None:
     left.set_ylabel("against the smallest size (1 = flat)")
     left.set_title("Each figure over its value at the smallest size (median, min-max)")
     top = max(2.0, *(p["vs_smallest"][k]["max"] for p in points for k in shown))
-    left.set_ylim(0, min(top * 1.05, 5))
+    left.set_ylim(0, min(top * 1.05, 4))
     left.legend(fontsize=7, loc="upper left")
     lookup = [p["lookup_ms"] for p in points]
     right.errorbar(
@@ -476,8 +494,11 @@ def write(result: dict, out_dir: Path) -> None:
         "  postbacks naming 20,000 clicks drawn from the whole table in turn;",
         f"- **settle**: {result['settle_count']:,} received postbacks naming distinct clicks",
         "  drawn from the whole table (old and new), processed in batches to final (case 2's",
-        "  method; each must make its conversion); postbacks/s, and the p50 of dispatch to",
-        "  settled (a postback's `processed_at` minus its `dispatched_at`);",
+        "  method; each must make its conversion): postbacks/s, and the CPU the database (the",
+        "  postmaster and its backends) and the worker (master and pool) spent per postback,",
+        "  read from /proc (the cost: less moved by other work on the machine than a rate);",
+        "  then 20 postbacks/s over HTTP naming such clicks (case 4's method): accept to",
+        "  conversion p50;",
         f"- **click lookup**: `conversions.processing.checks.check_click` on a batch of "
         f"{result['lookup_batch']}",
         f"  clickids drawn from the whole table and never asked before, {result['lookup_runs']} "

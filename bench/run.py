@@ -343,13 +343,13 @@ def case_keep_up(stack: Stack, clickids: list[str]) -> dict:
     return result
 
 
-def case_light_latency(stack: Stack, clickids: list[str]) -> dict:
+def case_light_latency(stack: Stack, clickids: list[str], runs: int = RUNS) -> dict:
     """Case 4: 20 postbacks/s; accept-to-conversion from the rows' own timestamps."""
     from conversions.models import Postback
 
     stack.start_pipeline(concurrency=WORKER_CONCURRENCY)
     p50s, p99s, all_latencies = [], [], []
-    for run in range(RUNS):
+    for run in range(runs):
         data.reset_postbacks()
         stack.flush_redis()
         tag = new_tag(f"light{run}-")
@@ -539,7 +539,13 @@ def main() -> int:
                 f" stored ({', '.join(f'{s:,}' for s in datasize.SIZES)})"
             )
             results["datasize"] = datasize.case_datasize(
-                stack, offer, partner, log, accept=case_accept, clicks=case_clicks
+                stack,
+                offer,
+                partner,
+                log,
+                accept=case_accept,
+                clicks=case_clicks,
+                light=case_light_latency,
             )
             datasize.write(results["datasize"], out_dir)
             log(f"wrote {out_dir / 'bench-datasize.md'}")
