@@ -22,6 +22,7 @@ ratio of 1 within the spread of the rounds. Writes docs/bench-datasize.md and
 docs/bench-datasize.png.
 """
 
+import json
 import os
 import random
 import statistics
@@ -177,8 +178,6 @@ def _lookup(fresh: list[str], log) -> dict:
         cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, params)
         plan = cursor.fetchone()[0]
     if isinstance(plan, str):
-        import json
-
         plan = json.loads(plan)
     top = plan[0]
     node = top["Plan"]
@@ -199,7 +198,21 @@ def _lookup(fresh: list[str], log) -> dict:
     return result
 
 
-def case_datasize(stack, offer, partner, log, *, accept, clicks, light) -> dict:
+def _result(points: list[dict]) -> dict:
+    result = {
+        "points": points,
+        "rounds": ROUNDS,
+        "settle_count": SETTLE_COUNT,
+        "lookup_batch": LOOKUP_BATCH,
+        "lookup_runs": LOOKUP_RUNS,
+        "span_days": SPAN_DAYS,
+        "cpus": os.cpu_count(),
+    }
+    _ratios(result)
+    return result
+
+
+def case_datasize(stack, offer, partner, log, *, accept, clicks, light, out_dir: Path) -> dict:
     """Grow the table through SIZES, measuring at each size (see the module's docstring).
 
     ``accept``, ``clicks`` and ``light``: run.py's cases 1, 5 and 4, called with
@@ -299,19 +312,13 @@ def case_datasize(stack, offer, partner, log, *, accept, clicks, light) -> dict:
                 f"datasize at {table['rows']:,}: "
                 + ", ".join(f"{METRICS[k][0]} {point[k]['median']:.2f}" for k in METRICS)
             )
+            # The numbers so far: a long run that breaks later keeps them
+            # (``python -m bench.datasize`` writes the report from this file).
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "bench-datasize.json").write_text(json.dumps(_result(points), indent=1))
     finally:
         Offer.objects.filter(pk=offer.pk).update(click_lifespan=lifespan)
-    result = {
-        "points": points,
-        "rounds": ROUNDS,
-        "settle_count": SETTLE_COUNT,
-        "lookup_batch": LOOKUP_BATCH,
-        "lookup_runs": LOOKUP_RUNS,
-        "span_days": SPAN_DAYS,
-        "cpus": os.cpu_count(),
-    }
-    _ratios(result)
-    return result
+    return _result(points)
 
 
 def _ratios(result: dict) -> None:
@@ -520,3 +527,9 @@ def write(result: dict, out_dir: Path) -> None:
         *([note, ""] if note else []),
     ]
     (out_dir / "bench-datasize.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    # The report again from docs/bench-datasize.json (e.g. after a note is added).
+    docs = Path(os.environ.get("BENCH_OUT", Path(__file__).resolve().parent.parent / "docs"))
+    write(json.loads((docs / "bench-datasize.json").read_text()), docs)

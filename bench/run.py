@@ -546,6 +546,7 @@ def main() -> int:
                 accept=case_accept,
                 clicks=case_clicks,
                 light=case_light_latency,
+                out_dir=out_dir,
             )
             datasize.write(results["datasize"], out_dir)
             log(f"wrote {out_dir / 'bench-datasize.md'}")
