@@ -401,22 +401,19 @@ def run(
     capped = data.make_offer("Capped offer", cap=CAP_LIMIT)
     partner = data.make_partner()
     # The partner hears of declines and holds on the open offer (the app's /noop answers).
-    PartnerPostback.objects.create(
+    notified = PartnerPostback.objects.create(
         partner=partner,
         offer=offer,
         url=f"{stack.base_url}/noop?c={{clickid}}&s={{status}}",
         statuses=list(NOTIFIED),
     )
     if dashboard_png:
-        # The capped offer's declines only (over the cap): one to the receiver,
-        # delivered, one to a path it does not have, failed (404). Kept off the
-        # open offer, whose partner postbacks the manager check counts.
+        # Global, for declines on every offer (the open offer's too, beside the
+        # postback above): one to the receiver, delivered, one to a path it does
+        # not have, failed (404) until it is disabled after repeated failures.
         for path in ("/demo/partner-postback", "/demo/no-such-tracker"):
             PartnerPostback.objects.create(
-                partner=partner,
-                offer=capped,
-                url=f"{stack.base_url}{path}?c={{clickid}}",
-                statuses=["declined"],
+                partner=partner, url=f"{stack.base_url}{path}?c={{clickid}}", statuses=["declined"]
             )
     count = int(plan.rate * plan.seconds)
     # A click converts once per goal: every postback has a click of its own.
@@ -588,7 +585,7 @@ def run(
         "status_postbacks_unanswered": sum(not x.accepted for a in status_answers for x in a),
         **_check_order(stack, status_tag, status_clicks[: len(status_answers)]),
         **_check_rules(tag, valid),
-        **_check_manual(manual),
+        **_check_manual(manual, notified.pk),
         **story,
     }
     problems = list(metric_problems)
@@ -701,9 +698,14 @@ def _check_rules(tag: str, valid: set) -> dict:
     }
 
 
-def _check_manual(applied: list) -> dict:
-    """Every applied manual change is in the history; partners notified once per change."""
-    from collections import Counter
+def _check_manual(applied: list, postback_id: int) -> dict:
+    """Every applied manual change is in the history; partners notified once per change.
+
+    ``postback_id``: the open offer's partner postback for declines and holds,
+    the one whose deliveries are counted (others may fire for the same events:
+    the dashboard run's global postbacks for declines).
+    """
+    from collections import Counter, defaultdict
 
     from django.apps import apps
 
@@ -719,28 +721,31 @@ def _check_manual(applied: list) -> dict:
         ).values_list("pgh_obj_id", "status")
     )
     wanted = Counter(applied)
-    # The partner postback of declines and holds only (the dashboard run adds two
-    # more, for declines, whose deliveries are not the manager's to count).
-    notified = Counter(
+    # What that postback was sent, first attempts in event order: one per event.
+    sent = defaultdict(list)
+    for pk, status in (
         PostbackDelivery.objects.filter(
-            conversion_id__in=ids, attempt=1, url__contains="/noop?"
-        ).values_list("conversion_id", flat=True)
-    )
+            conversion_id__in=ids, partner_postback_id=postback_id, attempt=1
+        )
+        .order_by("event")
+        .values_list("conversion_id", "status")
+    ):
+        sent[pk].append(status)
     # Each conversion's events into a notifying status, its creation included, as its
-    # history has them: one first attempt is owed for each.
-    owed, last = Counter(), {}
+    # history has them, in order: one first attempt of that status is owed for each.
+    owed, last = defaultdict(list), {}
     for pk, status in (
         ConversionEvent.objects.filter(pgh_obj_id__in=ids)
         .order_by("pgh_id")
         .values_list("pgh_obj_id", "status")
     ):
         if status in NOTIFIED and last.get(pk) != status:
-            owed[pk] += 1
+            owed[pk].append(status)
         last[pk] = status
     return {
         "manual_changes": len(applied),
         "manual_not_in_history": sum((wanted - recorded).values()),
-        "manual_notified_wrong": sum(1 for pk in ids if notified[pk] != owed[pk]),
+        "manual_notified_wrong": sum(1 for pk in ids if sent[pk] != owed[pk]),
     }
 
 
@@ -811,7 +816,8 @@ def _write_doc(
         f"during the stream (one every {MANAGER_EVERY} s, on recent stream conversions, "
         "notifying the partner), *manual_not_in_history* = those applied but missing "
         "from the conversion's history, *manual_notified_wrong* = conversions whose first "
-        "partner postback attempts differ from one per change to declined or hold. "
+        "attempts of the open offer's partner postback for declines and holds differ from "
+        "one per change to declined or hold, in the history's order. "
         "The *metrics_* and gauge rows are /metrics as the run scraped it every "
         "0.5 s: *spooled_during_pg_stop_max* is the highest `postbacks_spooled` while "
         "PostgreSQL was stopped (must be above 0) and *spooled_after_drain* its value after "
@@ -821,9 +827,12 @@ def _write_doc(
         "for the sweeper).",
         "",
         (
-            "For the dashboard's partner panels, the partner has two postbacks for declined "
-            "conversions: one to the app's demo receiver (delivered), one to a path it does "
-            "not have (404, failed, not retried)."
+            "For the dashboard's partner panels, the partner has two global postbacks for "
+            "declined conversions (every offer's, the open offer's too): one to the app's "
+            "demo receiver (delivered), one to a path it does not have (404, failed, not "
+            "retried, disabled after repeated failures). They fire beside the open offer's "
+            "postback for the manager's declines; *manual_notified_wrong* counts that "
+            "postback's deliveries only."
             if APP_ENV.get("DEMO")
             else ""
         ),
