@@ -121,6 +121,10 @@ APP_ENV = {
     "POSTBACK_SWEEP_AFTER": "3",
     "POSTBACK_STALE_AFTER": "20",
     "METRICS_TOKEN": "faults-metrics-token",
+    # The partner's receiver is the app itself: while the web server is down every
+    # call to it fails. Disabled after 50 in a row, not 20, so the open offer's
+    # postback (the manager check's) outlasts that; the 404 one still reaches it.
+    "PARTNER_POSTBACK_DISABLE_AFTER": "50",
 }
 # The gauges the run follows on /metrics.
 GAUGES = ("postbacks_spooled", "postbacks_oldest_waiting_seconds", "postbacks_waiting")
@@ -792,7 +796,10 @@ def _write_doc(
         "App settings for the run: "
         + ", ".join(f"`{k}={v}`" for k, v in APP_ENV.items())
         + " (a killed worker's batch is taken as abandoned after 20 s instead of 120 s, so "
-        "the drain fits in the run); everything else as configured by default.",
+        "the drain fits in the run), and a partner postback is disabled after 50 failed "
+        "deliveries in a row instead of 20 (the partners' receiver is the app itself, which "
+        "fails every call while the web server is down; the postback the manager check "
+        "counts must stay on); everything else as configured by default.",
         "",
         f"Result: {'**FAILED**: ' + '; '.join(problems) if problems else 'passed'}; "
         f"drained {drain:.0f} s after the stream ended. *lost* = answered status 1 but not "
