@@ -114,9 +114,10 @@ def test_concurrent_changes_delivered_by_the_worker_notify_once_per_decline(
     )
 
     rows = PostbackDelivery.objects.filter(partner_postback=working)
-    assert sorted((r.status, r.attempt, r.state) for r in rows) == [
-        ("declined", 1, "delivered")
-    ] * declines
+    assert (
+        sorted((r.status, r.attempt, r.state) for r in rows)
+        == [("declined", 1, "delivered")] * declines
+    )
     assert len({r.event for r in rows}) == declines
     assert len(requests_to(httpserver, "/ok")) == declines
     failing.refresh_from_db()
