@@ -167,8 +167,10 @@ def test_manager_filters_conversions_and_requeues_a_fixed_postback(page, live_se
     page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
 
 
-def test_manager_declines_conversions_in_bulk_with_a_comment(page, live_server, shop):
-    """Conversion workflows: a bulk status change with a comment, seen in the history."""
+def test_manager_declines_conversions_in_bulk_with_a_comment(laptop, live_server, shop):
+    """Conversion workflows: a bulk status change with a comment, seen in the history,
+    on a manager's laptop (1366x768)."""
+    page = laptop
     page.goto("/admin/login/?next=/admin/")
     page.fill("#id_username", "manager")
     page.fill("#id_password", PASSWORD)
