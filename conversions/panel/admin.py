@@ -240,7 +240,10 @@ class ConversionActionForm(ActionForm):
     comment = forms.CharField(
         max_length=1000,
         required=False,
-        widget=forms.TextInput(attrs={"placeholder": "comment (kept in the history)"}),
+        # Wide enough to read a ticket reference back at 1366 px.
+        widget=forms.TextInput(
+            attrs={"placeholder": "comment (kept in the history)", "style": "width: 20em"}
+        ),
     )
     notify_partner = forms.ChoiceField(
         choices=[("1", "notify partner"), ("0", "do not notify partner")],

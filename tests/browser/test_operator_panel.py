@@ -189,6 +189,12 @@ def test_manager_declines_conversions_in_bulk_with_a_comment(laptop, live_server
     page.select_option("select[name=action]", "change_status")
     page.select_option("select[name=status]", "declined")
     page.fill("input[name=comment]", "Advertiser reports fraud (ticket 88)")
+    # The comment reads back whole, and the bar stays inside the list at 1366 px.
+    comment = page.locator("input[name=comment]")
+    assert comment.evaluate("e => e.scrollWidth <= e.clientWidth"), "the comment is cut"
+    bar = page.locator("#changelist-form .actions").bounding_box()
+    go = page.locator("button[name=index]").bounding_box()
+    assert go["x"] + go["width"] <= bar["x"] + bar["width"]
     page.select_option("select[name=notify_partner]", "1")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "workflows-bulk.png"))
