@@ -135,7 +135,7 @@ def test_repeat_events_a_goal_allowing_several_makes_one_conversion_per_action_i
         postback(live_server, clickid=click.clickid, goal="dep", action_id=action_id, sum=amount)
     # The same deposit again is no new conversion.
     again = postback(live_server, clickid=click.clickid, goal="dep", action_id="dep-1001", sum="50")
-    assert Postback.objects.get(pk=again).state == "rejected"
+    assert Postback.objects.get(pk=again).error == "Conversion exists"
 
     page.goto(f"/admin/conversions/conversion/?q={click.clickid}")
     rows = page.locator("#result_list tbody tr")
