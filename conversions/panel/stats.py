@@ -305,7 +305,8 @@ def _rows(query: Query, source: _Source) -> list[dict]:
         names[f"d_{'offer' if dimension == 'advertiser' else dimension}"] = value
     qs = source.model.objects.filter(q).annotate(**names)
     keys = list(names)
-    if "goal" in query.group_by:
+    if "goal" in query.group_by and not is_clicks:
+        # A click has no goal: its clicks go to every goal's row of its key (below).
         keys.append("goal")
     if is_clicks:
         return list(qs.values(*keys).annotate(clicks=Count("id")).order_by())
