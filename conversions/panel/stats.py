@@ -245,8 +245,9 @@ def _sources(query: Query) -> list[_Source]:
             return [_Source(SubStat, "hour", paths, base=Q(sub_no=number), rollup=True)]
     click_paths = {"offer": "offer_id", "partner": "partner_id", "country": "country"}
     click_paths |= {s: s for s in SUB_FIELDS}
-    conversion_paths = {"offer": "offer_id", "partner": "partner_id"}
-    conversion_paths |= {d: f"click__{d}" for d in ("country", *SUB_FIELDS)}
+    # A conversion keeps its click's country and subs (the click may be gone).
+    conversion_paths = {"offer": "offer_id", "partner": "partner_id", "country": "country"}
+    conversion_paths |= {s: s for s in SUB_FIELDS}
     return [
         _Source(Click, "created_at", click_paths),
         _Source(Conversion, "created_at", conversion_paths),
