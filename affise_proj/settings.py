@@ -356,6 +356,7 @@ CELERY_IMPORTS = (
     "conversions.processing.tasks",
     "conversions.delivery.tasks",
     "conversions.panel.tasks",
+    "conversions.lifecycle.tasks",
 )
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
@@ -432,16 +433,16 @@ CELERY_BEAT_SCHEDULE["merge-stats"] = {
     "schedule": STATS_MERGE_INTERVAL,
     "options": {"expires": STATS_MERGE_INTERVAL},
 }
-# Data lifecycle (README "Data lifecycle", conversions/lifecycle.py): clicks and
+# Data lifecycle (README "Data lifecycle", conversions/lifecycle/): clicks and
 # postback rows older than this many days are removed by the beat (on
 # PostgreSQL by dropping whole day partitions); conversions are kept.
 CLICK_RETENTION_DAYS = env.int("CLICK_RETENTION_DAYS", default=90)
 POSTBACK_RETENTION_DAYS = env.int("POSTBACK_RETENTION_DAYS", default=90)
 # Day partitions the beat keeps made ahead of today (PostgreSQL).
 PARTITION_DAYS_AHEAD = env.int("PARTITION_DAYS_AHEAD", default=7)
-CELERY_BEAT_SCHEDULE["maintain-partitions"] = {
-    "task": "conversions.tasks.maintain_partitions",
-    "schedule": env.float("PARTITION_MAINTENANCE_INTERVAL", default=3600.0),
+CELERY_BEAT_SCHEDULE["data-lifecycle"] = {
+    "task": "conversions.tasks.data_lifecycle",
+    "schedule": env.float("DATA_LIFECYCLE_INTERVAL", default=3600.0),
     "options": {"expires": 3600.0},
 }
 PARTNER_POSTBACK_RETRY_DELAYS = env.list(

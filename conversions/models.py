@@ -380,6 +380,12 @@ class Conversion(models.Model):
     def __str__(self) -> str:
         return f"#{self.pk} {self.status}"
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A Click given as ``click`` (the import, tools, tests): keep what it has.
+        if isinstance(self.click, Click):
+            self.keep_click(self.click)
+
     def keep_click(self, click: Click) -> None:
         """Copy what the conversion keeps of its click (it outlives the click row)."""
         self.click = click.clickid

@@ -60,13 +60,13 @@ class Table:
     key: str  # the partition key: the primary key
     key_length: int  # its varchar length
     time: str  # the time column by which rows of the default partition are removed
+    digits: int  # the key starts with this many hex digits of its time
+    per_day: int  # time units a day: 1 (a day number) or DAY_MS (milliseconds)
     keep: str = ""  # rows never removed (SQL condition)
 
     def bound(self, day: int) -> str:
         """The smallest key of UTC day number ``day``."""
-        if self.name == CLICKS.name:
-            return f"{day:04x}"
-        return f"{day * DAY_MS:012x}"
+        return f"{day * self.per_day:0{self.digits}x}"
 
     def partition(self, day: int) -> str:
         return f"{self.name}_p{EPOCH + timedelta(days=day):%Y%m%d}"
@@ -86,12 +86,14 @@ class Table:
             return None
 
 
-CLICKS = Table("conversions_click", "clickid", 24, "created_at")
+CLICKS = Table("conversions_click", "clickid", 24, "created_at", digits=4, per_day=1)
 POSTBACKS = Table(
     "conversions_postback",
     "id",
     32,
     "received_at",
+    digits=12,
+    per_day=DAY_MS,
     keep="state IN ({})".format(", ".join(f"'{s}'" for s in UNFINISHED)),
 )
 TABLES = (CLICKS, POSTBACKS)

@@ -309,7 +309,7 @@ def _rows(query: Query, source: _Source) -> list[dict]:
     if "goal" in query.group_by:
         keys.append("goal")
     if is_clicks:
-        return list(qs.values(*keys).annotate(clicks=Count("id")).order_by())
+        return list(qs.values(*keys).annotate(clicks=Count("pk")).order_by())
     # One row per key with a column per status: fewer rows than one per status.
     approved = Q(status=Conversion.Status.APPROVED)
     if source.rollup:
@@ -317,7 +317,7 @@ def _rows(query: Query, source: _Source) -> list[dict]:
         metrics |= {s: Sum("conversions", filter=Q(status=s)) for s in STATUSES}
         metrics |= {m: Sum(m, filter=approved) for m in ("revenue", "payout")}
     else:
-        metrics = {s: Count("id", filter=Q(status=s)) for s in STATUSES}
+        metrics = {s: Count("pk", filter=Q(status=s)) for s in STATUSES}
         metrics |= {m: Sum(m, filter=approved) for m in ("revenue", "payout")}
     return list(qs.values(*keys).annotate(**metrics).order_by())
 
