@@ -299,11 +299,7 @@ def _check_order(stack: Stack, tag: str, clickids: list[str]) -> dict:
 
     web_log = (stack.dir / "web.log").read_text(errors="replace")
     spooled = set(re.findall(r"spooling postback (\w+)", web_log))
-    finals = dict(
-        Conversion.objects.filter(click__clickid__in=clickids).values_list(
-            "click__clickid", "status"
-        )
-    )
+    finals = dict(Conversion.objects.filter(click__in=clickids).values_list("click", "status"))
     rows: dict[int, list] = {}
     for row in Postback.objects.filter(action_id__startswith=f"{tag}-").order_by(
         "received_at", "id"

@@ -33,11 +33,12 @@ REPORTS = {
     "partner,country": {"group_by": "partner,country"},
 }
 TARGETS_MS = {"day,offer": 300, "sub1": 1000}
-CLICK_COLUMNS = "id, clickid, offer_id, partner_id, " + ", ".join(f"sub{i}" for i in range(1, 9))
+CLICK_COLUMNS = "clickid, offer_id, partner_id, " + ", ".join(f"sub{i}" for i in range(1, 9))
 CLICK_COLUMNS += ", ip, user_agent, referrer, country, created_at"
 CONVERSION_COLUMNS = (
-    "offer_id, partner_id, click_id, goal, action_id, multiple, status, reason, revenue,"
-    " payout, sum, currency, comment, custom_fields, hold_until, version, created_at, updated_at"
+    "offer_id, partner_id, clickid, goal, action_id, multiple, status, reason, revenue,"
+    " payout, sum, currency, comment, custom_fields, hold_until, version, created_at, updated_at,"
+    " sub1, sub2, sub3, sub4, sub5, sub6, sub7, sub8, country, click_at"
 )
 
 
@@ -72,7 +73,10 @@ def _world():
 
 
 def _load(cursor, runs: dict, start_id: int, count: int, now: datetime, rng: random.Random):
-    """COPY ``count`` clicks (ids from start_id) and their conversions, in chunks."""
+    """COPY ``count`` clicks and their conversions, in chunks (``start_id`` unused since
+    clickids carry their day: new_clickid)."""
+    from conversions.models import new_clickid
+
     partners = list(runs)
     weights = [1 / (i + 1) for i in range(len(partners))]  # a few partners send most traffic
     country_weights = [1 / (i + 1) for i in range(len(COUNTRIES))]
@@ -87,11 +91,12 @@ def _load(cursor, runs: dict, start_id: int, count: int, now: datetime, rng: ran
             pid = chosen[i]
             offer_ids, subs = runs[pid]
             offer_id = offer_ids[i % OFFERS_PER_PARTNER]
-            click_id = start_id + done + i
             at = now - timedelta(seconds=rng.randrange(span))
+            # The clickid names the click's day (its partition on PostgreSQL).
+            click_id = new_clickid(at)
             sub1 = subs[rng.randrange(SUBS_PER_PARTNER)]
             clicks.write(
-                f"{click_id}\t{click_id:024x}\t{offer_id}\t{pid}\t{sub1}\t\t\t\t\t\t\t\t"
+                f"{click_id}\t{offer_id}\t{pid}\t{sub1}\t\t\t\t\t\t\t\t"
                 f"\\N\t\t\t{countries[i]}\t{at.isoformat()}\n"
             )
             if rng.random() < CONVERSION_RATE:
@@ -104,7 +109,8 @@ def _load(cursor, runs: dict, start_id: int, count: int, now: datetime, rng: ran
                 )
                 conversions.write(
                     f"{offer_id}\t{pid}\t{click_id}\t1\t\tf\t{status}\t\t3.0000\t2.0000\t0\tUSD\t\t{{}}"
-                    f"\t{hold_until}\t1\t{converted.isoformat()}\t{converted.isoformat()}\n"
+                    f"\t{hold_until}\t1\t{converted.isoformat()}\t{converted.isoformat()}"
+                    f"\t{sub1}\t\t\t\t\t\t\t\t{countries[i]}\t{at.isoformat()}\n"
                 )
         with cursor.copy(f"COPY conversions_click ({CLICK_COLUMNS}) FROM STDIN") as copy:
             copy.write(clicks.getvalue())

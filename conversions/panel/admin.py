@@ -401,8 +401,13 @@ class ConversionAdmin(
     @admin.display(description="click, postbacks and deliveries")
     def related(self, obj: Conversion) -> str:
         links = []
-        if obj.click_id:
-            links.append(admin_link(obj.click, f"click {obj.click.clickid}"))
+        if obj.click:
+            # The click is removed at retention; the conversion keeps its clickid.
+            if Click.objects.filter(clickid=obj.click).exists():
+                url = reverse("admin:conversions_click_change", args=[obj.click])
+                links.append(format_html('<a href="{}">click {}</a>', url, obj.click))
+            else:
+                links.append(format_html("click {} (removed)", obj.click))
         postbacks = obj.postbacks.count()
         links.append(
             list_link(Postback, f"conversion__id__exact={obj.pk}", f"{postbacks} postback(s)")
@@ -497,16 +502,17 @@ class ConversionAdmin(
         sent = obj.ip or "-"
         if not obj.ip_mismatch:
             return sent
-        click_ip = obj.click.ip if obj.click_id else None
+        # The click's ip as the conversion keeps it (the click may be gone).
+        click_ip = obj.click_ip
         return format_html(
             '{} <strong class="ip-mismatch">≠ the click\'s {}</strong>',
             sent,
             click_ip or "(another address)",
         )
 
-    @admin.display(description="clickid", ordering="click__clickid")
+    @admin.display(description="clickid", ordering="click")
     def clickid(self, obj: Conversion) -> str:
-        return obj.click.clickid if obj.click_id else ""
+        return obj.click or ""
 
     def get_search_results(self, request, queryset, search_term):
         """Exact matches only, each served by an index (pk, click's clickid, action_id)."""
@@ -517,11 +523,8 @@ class ConversionAdmin(
         if term.isdigit() and len(term) < 19:
             match |= Q(pk=int(term))
         if CLICKID_RE.match(term):
-            # Resolved first: with a subquery in the OR, PostgreSQL cannot combine
-            # the three index scans and walks the whole table instead.
-            clicks = list(Click.objects.filter(clickid=term.lower()).values_list("pk", flat=True))
-            if clicks:
-                match |= Q(click_id__in=clicks)
+            # The conversion's own clickid: found whether or not the click is kept.
+            match |= Q(click=term.lower())
         return queryset.filter(match), False
 
     def _change_status(self, request, queryset, status: str) -> None:
