@@ -356,6 +356,7 @@ CELERY_IMPORTS = (
     "conversions.processing.tasks",
     "conversions.delivery.tasks",
     "conversions.panel.tasks",
+    "conversions.lifecycle.tasks",
 )
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
@@ -431,6 +432,18 @@ CELERY_BEAT_SCHEDULE["merge-stats"] = {
     "task": "conversions.tasks.merge_stats",
     "schedule": STATS_MERGE_INTERVAL,
     "options": {"expires": STATS_MERGE_INTERVAL},
+}
+# Data lifecycle (README "Data lifecycle", conversions/lifecycle/): clicks and
+# postback rows older than this many days are removed by the beat (on
+# PostgreSQL by dropping whole day partitions); conversions are kept.
+CLICK_RETENTION_DAYS = env.int("CLICK_RETENTION_DAYS", default=90)
+POSTBACK_RETENTION_DAYS = env.int("POSTBACK_RETENTION_DAYS", default=90)
+# Day partitions the beat keeps made ahead of today (PostgreSQL).
+PARTITION_DAYS_AHEAD = env.int("PARTITION_DAYS_AHEAD", default=7)
+CELERY_BEAT_SCHEDULE["data-lifecycle"] = {
+    "task": "conversions.tasks.data_lifecycle",
+    "schedule": env.float("DATA_LIFECYCLE_INTERVAL", default=3600.0),
+    "options": {"expires": 3600.0},
 }
 PARTNER_POSTBACK_RETRY_DELAYS = env.list(
     "PARTNER_POSTBACK_RETRY_DELAYS", cast=int, default=[60, 300, 900, 3600, 10800, 21600, 43200]

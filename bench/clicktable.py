@@ -2,13 +2,15 @@
 
 The columns are the Click model's concrete fields, so a schema change follows:
 a column the caller does not fill takes the field's default (empty for a blank
-text field, NULL for a nullable one), and a required column with neither makes
-the loader fail before it writes anything. Clickids come from the product's
-``new_clickid``, given the click's time when it takes ``at=`` (clickids that
-carry their time). Rows are written in chunks, each chunk in time order over
-the span (as a table filled day by day holds them), each chunk one transaction,
+text field, NULL for a nullable one; an auto-increment key its sequence), and
+a required column with neither makes the loader fail before it writes
+anything. Clickids come from the product's ``new_clickid``, given the click's
+time when it takes ``at=`` (clickids that name their day). Where the table is
+partitioned by day (conversions/lifecycle/partitions.py), the day partitions
+of the span are made first, as the beat made each of them ahead of its day:
+the loaded table is laid out as one filled day by day. Rows are written in
+chunks, each chunk in time order over the span, each chunk one transaction,
 with the table's indexes, constraints and triggers in place, as in production.
-The id sequence is moved past the loaded ids, so the product's own inserts go on.
 """
 
 import inspect
@@ -46,12 +48,16 @@ class ClickRows:
     """COPY lines for conversions_click, in the model's column order."""
 
     # Filled by the loader itself for every row.
-    OWN = ("id", "clickid", "created_at")
+    OWN = ("clickid", "created_at")
 
     def __init__(self) -> None:
         from conversions.models import Click
 
-        fields = Click._meta.concrete_fields
+        fields = [
+            f
+            for f in Click._meta.concrete_fields
+            if f.get_internal_type() not in ("AutoField", "BigAutoField", "SmallAutoField")
+        ]
         self.table = Click._meta.db_table
         self.columns = [f.column for f in fields]
         self.index = {f.attname: i for i, f in enumerate(fields)}
@@ -76,10 +82,9 @@ class ClickRows:
             if self.defaults[i] is None and attname not in self.OWN
         }
 
-    def line(self, click_id: int, clickid: str, at: datetime, values: dict) -> str:
+    def line(self, clickid: str, at: datetime, values: dict) -> str:
         row = self.defaults.copy()
         index = self.index
-        row[index["id"]] = str(click_id)
         row[index["clickid"]] = clickid
         row[index["created_at"]] = at.isoformat()
         for name, value in values.items():
@@ -87,9 +92,29 @@ class ClickRows:
         return "\t".join(row) + "\n"
 
 
+def make_day_partitions(start: datetime, end: datetime) -> int:
+    """The click table's day partitions from ``start``'s day to ``end``'s (PostgreSQL,
+    partitioned table only); how many were made."""
+    from django.db import connection
+
+    from conversions.lifecycle import partitions
+
+    if connection.vendor != "postgresql":
+        return 0
+    made = 0
+    with connection.cursor() as cursor:
+        if not partitions.is_partitioned(cursor, partitions.CLICKS):
+            return 0
+        for day in range(
+            partitions.day_number(start.date()), partitions.day_number(end.date()) + 1
+        ):
+            made += partitions.create(cursor, partitions.CLICKS, day)
+    return made
+
+
 def copy_clicks(
     count: int,
-    values: Callable[[int, datetime], dict],
+    values: Callable[[str, datetime], dict],
     *,
     now: datetime,
     span_s: float,
@@ -98,42 +123,40 @@ def copy_clicks(
     after_chunk: Callable | None = None,
     keep_every: int = 0,
 ) -> dict:
-    """COPY ``count`` clicks into the table after its highest id.
+    """COPY ``count`` clicks into the table.
 
-    ``values(click_id, at)`` gives a click's other columns by attribute name
+    ``values(clickid, at)`` gives a click's other columns by attribute name
     (``offer_id``, ``partner_id``, ``sub1``...; strings are written as given,
     so bench-made text only). ``created_at`` is spread over the ``span_s``
     seconds before ``now``. ``after_chunk(cursor)`` runs in each chunk's
     transaction after its COPY (to load rows that refer to the clicks).
     ``keep_every``: every n-th clickid is returned in ``kept`` (a sample spread
-    evenly over the loaded rows). Returns ids, seconds and the kept clickids.
+    evenly over the loaded rows). Returns the count, seconds (partitions made
+    included) and the kept clickids.
     """
     from django.db import connection, transaction
 
     rows = ClickRows()
     required = rows.required()
     make_clickid = clickid_maker()
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {rows.table}")
-        first_id = cursor.fetchone()[0]
-    kept: list[str] = []
     started = time.monotonic()
-    done = 0
     end = now.timestamp()
+    partitions = make_day_partitions(datetime.fromtimestamp(end - span_s, UTC), now)
+    kept: list[str] = []
+    done = 0
     while done < count:
         n = min(chunk, count - done)
         buffer = io.StringIO()
         stamps = sorted(end - rng.random() * span_s for _ in range(n))
         for i, stamp in enumerate(stamps):
-            click_id = first_id + done + i
             at = datetime.fromtimestamp(stamp, UTC)
             clickid = make_clickid(at)
-            if keep_every and click_id % keep_every == 0:
+            if keep_every and (done + i) % keep_every == 0:
                 kept.append(clickid)
-            given = values(click_id, at)
+            given = values(clickid, at)
             if required and not done and not i and (missing := required - given.keys()):
                 raise RuntimeError(f"clicks need {sorted(missing)}: give them in values()")
-            buffer.write(rows.line(click_id, clickid, at, given))
+            buffer.write(rows.line(clickid, at, given))
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
             with cursor.copy(rows.sql) as copy:
@@ -141,15 +164,9 @@ def copy_clicks(
             if after_chunk:
                 after_chunk(cursor)
         done += n
-    if count:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)",
-                [rows.table, first_id + count - 1],
-            )
     return {
-        "first_id": first_id,
         "count": count,
         "seconds": time.monotonic() - started,
+        "partitions_made": partitions,
         "kept": kept,
     }

@@ -66,15 +66,22 @@ METRICS = {
 
 
 def _table_sizes() -> dict:
+    """Rows, and the size of the table and its indexes (all partitions), and of the
+    clickid's own index (the primary key, or the unique index before it was)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT pg_relation_size('conversions_click'),"
-            " pg_indexes_size('conversions_click'),"
-            " pg_relation_size('click_clickid_unique')"
+            "WITH parts AS (SELECT relid FROM pg_partition_tree('conversions_click') WHERE isleaf)"
+            " SELECT (SELECT coalesce(sum(pg_relation_size(relid)), 0) FROM parts),"
+            " (SELECT coalesce(sum(pg_indexes_size(relid)), 0) FROM parts),"
+            " (SELECT coalesce(sum(pg_relation_size(i.indexrelid)), 0) FROM pg_index i"
+            "  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+            "  WHERE i.indrelid IN (SELECT relid FROM parts) AND i.indisunique"
+            "  AND i.indnatts = 1 AND a.attname = 'clickid'),"
+            " (SELECT count(*) FROM parts)"
         )
-        heap, indexes, clickid_index = cursor.fetchone()
+        heap, indexes, clickid_index, parts = cursor.fetchone()
         cursor.execute("SELECT count(*) FROM conversions_click")
         rows = cursor.fetchone()[0]
     return {
@@ -82,6 +89,7 @@ def _table_sizes() -> dict:
         "heap_mb": heap / 2**20,
         "indexes_mb": indexes / 2**20,
         "clickid_index_mb": clickid_index / 2**20,
+        "partitions": parts,
     }
 
 
@@ -181,11 +189,14 @@ def _lookup(fresh: list[str], log) -> dict:
         plan = json.loads(plan)
     top = plan[0]
     node = top["Plan"]
+    shown = node["Node Type"] + (f" on {node['Index Name']}" if "Index Name" in node else "")
+    if node["Node Type"] == "Append":
+        shown += f" of {len(node.get('Plans', []))} partitions"
     result = {
         "ms": median_spread(times),
         "explain_ms": top["Execution Time"],
-        "plan_node": node["Node Type"]
-        + (f" on {node['Index Name']}" if "Index Name" in node else ""),
+        "planning_ms": top.get("Planning Time", 0.0),
+        "plan_node": shown,
         "buffers_hit": node.get("Shared Hit Blocks", 0),
         "buffers_read": node.get("Shared Read Blocks", 0),
     }
@@ -234,7 +245,8 @@ def case_datasize(stack, offer, partner, log, *, accept, clicks, light, out_dir:
         cursor.execute("SELECT count(*) FROM conversions_click")
         existing = cursor.fetchone()[0]
         cursor.execute(
-            "SELECT clickid FROM conversions_click WHERE id %% %s = 0 ORDER BY id", [keep_every]
+            "SELECT clickid FROM conversions_click TABLESAMPLE BERNOULLI (%s)",
+            [100 / keep_every],
         )
         pool = [row[0] for row in cursor.fetchall()]
     asked: set[str] = set()
@@ -243,12 +255,12 @@ def case_datasize(stack, offer, partner, log, *, accept, clicks, light, out_dir:
         for size in SIZES:
             now = datetime.now(UTC)
             need = size - existing
-            load = {"count": 0, "seconds": 0.0, "kept": []}
+            load = {"count": 0, "seconds": 0.0, "kept": [], "partitions_made": 0}
             if need > 0:
                 log(f"datasize: loading {need:,} clicks (to {size:,})")
                 load = copy_clicks(
                     need,
-                    lambda click_id, at: {"offer_id": offer.pk, "partner_id": partner.pk},
+                    lambda clickid, at: {"offer_id": offer.pk, "partner_id": partner.pk},
                     now=now,
                     span_s=SPAN_DAYS * 86400,
                     rng=rng,
@@ -289,6 +301,7 @@ def case_datasize(stack, offer, partner, log, *, accept, clicks, light, out_dir:
                 **table,
                 "load_rows": load["count"],
                 "load_s": round(load["seconds"], 1),
+                "partitions_made": load["partitions_made"],
                 "vacuum_s": round(vacuum_s, 1),
                 "load_avg": [load_before, os.getloadavg()],
                 "click_rps": clk["click"]["rps"],
@@ -422,15 +435,16 @@ def section(result: dict, heading: str = "###") -> str:
     points = result["points"]
     lines = [
         "| clicks in the table | loaded | load | rows/s | VACUUM ANALYZE | table / indexes "
-        "(clickid index) | load average (1 min) at start, end |",
-        "| ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "(clickid index) | partitions | load average (1 min) at start, end |",
+        "| ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
     ]
     for p in points:
         rate = f"{p['load_rows'] / p['load_s']:,.0f}" if p["load_s"] else "-"
         lines.append(
             f"| {p['rows']:,} | {p['load_rows']:,} | {p['load_s']:.0f} s | {rate} | "
             f"{p['vacuum_s']:.0f} s | {p['heap_mb']:,.0f} MB / {p['indexes_mb']:,.0f} MB "
-            f"({p['clickid_index_mb']:,.0f} MB) | {p['load_avg'][0][0]:.1f}, "
+            f"({p['clickid_index_mb']:,.0f} MB) | {p.get('partitions', 1)} | "
+            f"{p['load_avg'][0][0]:.1f}, "
             f"{p['load_avg'][1][0]:.1f} |"
         )
     lines += [
@@ -461,13 +475,14 @@ def section(result: dict, heading: str = "###") -> str:
         "",
         f"{heading} The lookup's query",
         "",
-        "| clicks | plan | EXPLAIN ANALYZE execution | shared buffers hit / read |",
-        "| ---: | --- | ---: | --- |",
+        "| clicks | plan | planning | execution | shared buffers hit / read |",
+        "| ---: | --- | ---: | ---: | --- |",
     ]
     for p in points:
         q = p["lookup"]
         lines.append(
-            f"| {p['rows']:,} | {q['plan_node']} | {q['explain_ms']:.1f} ms | "
+            f"| {p['rows']:,} | {q['plan_node']} | {q.get('planning_ms', 0):.1f} ms | "
+            f"{q['explain_ms']:.1f} ms | "
             f"{q['buffers_hit']:,} / {q['buffers_read']:,} |"
         )
     return "\n".join(lines)
@@ -490,9 +505,12 @@ def write(result: dict, out_dir: Path) -> None:
         "500,000 rows, one transaction each, into the columns of the Click model, with",
         "its indexes, constraints and triggers in place (as the product's table holds",
         "them: nothing is dropped), clickids made by `new_clickid` (given the click's",
-        f"time when it takes one), `created_at` spread over the last {result['span_days']} days",
-        "(in time order within a chunk); then `VACUUM (ANALYZE)`, as autovacuum would",
-        "leave the table. At each size, with the same gunicorn, worker and database:",
+        f"time: they name their day), `created_at` spread over the last {result['span_days']} days",
+        "(in time order within a chunk). The table is partitioned by day",
+        "(`conversions/lifecycle/partitions.py`): the day partitions of those days are",
+        "made first, as the beat made each ahead of its day, so every click is in its",
+        "day's partition. Then `VACUUM (ANALYZE)`, as autovacuum would leave the table",
+        "(timed apart). At each size, with the same gunicorn, worker and database:",
         "",
         f"- **clicks**: wrk, 64 connections, on `/click` next to the no-op view, {result['rounds']}",
         "  rounds (case 5's method: worker and beat flush the click buffer; the rate counts",

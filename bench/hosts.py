@@ -288,7 +288,7 @@ def _outcome(tag: str, valid: set[str]) -> dict:
             + str(
                 list(
                     Conversion.objects.filter(action_id=action).values_list(
-                        "id", "status", "click__clickid", "created_at"
+                        "id", "status", "click", "created_at"
                     )
                 )
             )

@@ -74,11 +74,36 @@ def _wal(stack: Stack) -> int:
     return int(float(stack.psql("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')")))
 
 
+# What the application asks of the database, read from pg_stat_statements
+# (track = all: statements run by triggers count too). Transaction control and
+# settings are not work; the meter's own reads are left out.
+_STATEMENTS = (
+    "SELECT coalesce(sum(calls), 0), coalesce(sum(rows), 0) FROM pg_stat_statements"
+    " WHERE query !~* '^\\s*(begin|commit|rollback|savepoint|release|set|show)\\M'"
+    " AND query NOT ILIKE '%pg_stat_statements%' AND query NOT ILIKE '%pg_current_wal_lsn%'"
+)
+
+
+def _track_statements(stack: Stack, track: str) -> bool:
+    """Turn statement counting on ('all') or off ('none'); False where it is not loaded."""
+    from bench.stack import STATEMENTS_OPTIONS
+
+    if not STATEMENTS_OPTIONS:
+        return False
+    stack.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    stack.psql(f"ALTER SYSTEM SET pg_stat_statements.track = '{track}'")
+    stack.psql("SELECT pg_reload_conf()")
+    stack.psql("SELECT pg_stat_statements_reset()")
+    return True
+
+
 class Meter:
-    """CPU seconds of the database, the given app processes and Redis, and WAL bytes, over a span."""
+    """CPU seconds of the database, the given app processes and Redis, WAL bytes, and the
+    statements and rows the database ran, over a span."""
 
     def __init__(self, stack: Stack, roots: list[int]) -> None:
         self.stack, self.roots = stack, roots
+        self.statements = self.rows = float("nan")
 
     def read(self) -> tuple[float, ...]:
         return (
@@ -90,6 +115,7 @@ class Meter:
         )
 
     def __enter__(self):
+        self.counting = _track_statements(self.stack, "all")
         self.before = self.read()
         return self
 
@@ -98,6 +124,10 @@ class Meter:
         self.db, self.app, self.redis, self.machine, self.wal = (
             b - a for a, b in zip(self.before, after, strict=True)
         )
+        if self.counting:
+            calls, rows = self.stack.psql(_STATEMENTS).split("|")
+            self.statements, self.rows = float(calls), float(rows)
+            _track_statements(self.stack, "none")
 
 
 def intake_costs(stack: Stack, clickid: str, offer_id: int, pid: int, runs: int, log) -> dict:
@@ -135,6 +165,8 @@ def intake_costs(stack: Stack, clickid: str, offer_id: int, pid: int, runs: int,
                     "db_cpu_ms": 1000 * meter.db / n,
                     "redis_cpu_ms": 1000 * meter.redis / n,
                     "wal_bytes": meter.wal / n,
+                    "statements": meter.statements / n,
+                    "rows": meter.rows / n,
                     "machine_busy_s": meter.machine,
                 }
             )
@@ -183,6 +215,8 @@ def _process_once(stack: Stack, clickids: list[str], label: str, hosts, run: int
         "seconds": took,
         "db_share": meter.db / (meter.db + meter.app + meter.redis),
         "wal_bytes_per_postback": meter.wal / COUNT,
+        "statements_per_postback": meter.statements / COUNT,
+        "rows_per_postback": meter.rows / COUNT,
     }
 
 
@@ -271,13 +305,20 @@ def chart(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _n(value: dict | None) -> str:
+    """A per-item count to two places; a dash where it was not counted."""
+    if not value or value["median"] != value["median"]:
+        return "-"
+    return f"{value['median']:.2f}"
+
+
 def section(summary: dict) -> str:
     """The report's section: one row per configuration."""
     rows = [
         "| workers | postbacks/s (median, min-max) | PostgreSQL CPU ms / postback | "
         "workers CPU ms / postback | database share of the pipeline's CPU | WAL bytes / "
-        "postback |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "postback | statements / postback | rows / postback |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for label, c in summary["configs"].items():
         rate = c["rate"]
@@ -285,19 +326,21 @@ def section(summary: dict) -> str:
             f"| {label} | {rate['median']:.0f} ({rate['min']:.0f}-{rate['max']:.0f}) | "
             f"{c['db_cpu_ms_per_postback']['median']:.2f} | "
             f"{c['worker_cpu_ms_per_postback']['median']:.2f} | "
-            f"{c['db_share']['median']:.0%} | {c['wal_bytes_per_postback']['median']:.0f} |"
+            f"{c['db_share']['median']:.0%} | {c['wal_bytes_per_postback']['median']:.0f} | "
+            f"{_n(c.get('statements_per_postback'))} | {_n(c.get('rows_per_postback'))} |"
         )
     rows += [
         "",
         "| intake (wrk, 64 connections, 10 s) | requests/s | web CPU ms / request | "
-        "PostgreSQL CPU ms / request | Redis CPU ms / request | WAL bytes / request |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "PostgreSQL CPU ms / request | Redis CPU ms / request | WAL bytes / request | "
+        "statements / request | rows / request |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, c in summary["intake"].items():
         rows.append(
             f"| {'GET /postback, accepted' if name == 'postback' else 'GET /click, stored'} | "
             f"{c['rps']['median']:.0f} | {c['web_cpu_ms']['median']:.2f} | "
             f"{c['db_cpu_ms']['median']:.3f} | {c['redis_cpu_ms']['median']:.3f} | "
-            f"{c['wal_bytes']['median']:.0f} |"
+            f"{c['wal_bytes']['median']:.0f} | {_n(c.get('statements'))} | {_n(c.get('rows'))} |"
         )
     return "\n".join(rows)

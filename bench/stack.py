@@ -37,6 +37,18 @@ CELERY_LOGLEVEL = os.environ.get("BENCH_CELERY_LOGLEVEL", "WARNING")
 REDIS_CACHE = os.environ.get("BENCH_REDIS_CACHE", "") not in ("", "0")
 
 
+# pg_stat_statements loaded but off (track = none in postgresql.conf costs
+# nothing): the scaling case turns it on (ALTER SYSTEM) for the spans it counts
+# statements and rows in.
+STATEMENTS_OPTIONS = (
+    " -c shared_preload_libraries=pg_stat_statements"
+    if (
+        Path("/usr/share/postgresql") / PG_BIN.parent.name / "extension/pg_stat_statements.control"
+    ).exists()
+    else ""
+)
+
+
 def _as_postgres(args: list[str]) -> list[str]:
     # initdb refuses to run as root: run the cluster as the postgres OS user.
     if os.geteuid() == 0:
@@ -119,6 +131,9 @@ class Stack:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
+            if STATEMENTS_OPTIONS:
+                with (self.pgdata / "postgresql.conf").open("a") as conf:
+                    conf.write("\npg_stat_statements.track = none\n")
         self._pg_started = True
         subprocess.run(
             _as_postgres(
@@ -132,7 +147,8 @@ class Stack:
                     "-t",
                     "60",
                     "-o",
-                    f"-p {PG_PORT} -c listen_addresses=127.0.0.1 -k {self.pgdata} -c max_connections=200",
+                    f"-p {PG_PORT} -c listen_addresses=127.0.0.1 -k {self.pgdata} -c max_connections=200"
+                    + STATEMENTS_OPTIONS,
                     "start",
                 ]
             ),

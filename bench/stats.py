@@ -36,8 +36,9 @@ REPORTS = {
 }
 TARGETS_MS = {"day,offer": 300, "sub1": 1000}
 CONVERSION_COLUMNS = (
-    "offer_id, partner_id, click_id, goal, action_id, multiple, status, reason, revenue,"
-    " payout, sum, currency, comment, custom_fields, hold_until, version, created_at, updated_at"
+    "offer_id, partner_id, clickid, goal, action_id, multiple, status, reason, revenue,"
+    " payout, sum, currency, comment, custom_fields, hold_until, version, created_at, updated_at,"
+    " sub1, sub2, sub3, sub4, sub5, sub6, sub7, sub8, country, click_at"
 )
 
 
@@ -78,24 +79,22 @@ def _load(runs: dict, count: int, now: datetime, rng: random.Random) -> None:
     country_weights = [1 / (i + 1) for i in range(len(COUNTRIES))]
     conversions = io.StringIO()
 
-    def values(click_id: int, at: datetime) -> dict:
+    def values(clickid: str, at: datetime) -> dict:
         pid = rng.choices(partners, weights)[0]
         offer_ids, subs = runs[pid]
-        offer_id = offer_ids[click_id % OFFERS_PER_PARTNER]
+        offer_id = offer_ids[rng.randrange(OFFERS_PER_PARTNER)]
+        sub1 = subs[rng.randrange(SUBS_PER_PARTNER)]
+        country = rng.choices(COUNTRIES, country_weights)[0]
         if rng.random() < CONVERSION_RATE:
             status = rng.choice(("approved", "approved", "approved", "pending", "hold", "declined"))
             converted = at + timedelta(seconds=rng.randrange(3600))
             hold_until = (converted + timedelta(days=3)).isoformat() if status == "hold" else "\\N"
             conversions.write(
-                f"{offer_id}\t{pid}\t{click_id}\t1\t\tf\t{status}\t\t3.0000\t2.0000\t0\tUSD\t\t{{}}"
-                f"\t{hold_until}\t1\t{converted.isoformat()}\t{converted.isoformat()}\n"
+                f"{offer_id}\t{pid}\t{clickid}\t1\t\tf\t{status}\t\t3.0000\t2.0000\t0\tUSD\t\t{{}}"
+                f"\t{hold_until}\t1\t{converted.isoformat()}\t{converted.isoformat()}"
+                f"\t{sub1}\t\t\t\t\t\t\t\t{country}\t{at.isoformat()}\n"
             )
-        return {
-            "offer_id": offer_id,
-            "partner_id": pid,
-            "sub1": subs[rng.randrange(SUBS_PER_PARTNER)],
-            "country": rng.choices(COUNTRIES, country_weights)[0],
-        }
+        return {"offer_id": offer_id, "partner_id": pid, "sub1": sub1, "country": country}
 
     def after_chunk(cursor) -> None:
         nonlocal conversions

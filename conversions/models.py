@@ -1,5 +1,6 @@
 import secrets
 import time
+from datetime import datetime
 
 import pghistory
 from django.conf import settings
@@ -18,9 +19,34 @@ SUB_FIELDS = SUBS
 CLICKID_PATTERN = "[0-9a-f]{24}"
 
 
-def new_clickid() -> str:
-    """24 lowercase hex chars from the OS CSPRNG: unguessable."""
-    return secrets.token_hex(12)
+# A clickid carries its UTC day: 4 hex digits of the day number since 1970-01-01
+# (good until 2149), then 80 bits from the OS CSPRNG. The day is what the click
+# table is partitioned by on PostgreSQL (range of clickids, one partition a day),
+# so a lookup by clickid alone reads one partition. 80 random bits keep it
+# unguessable: at 10,000 clicks/s (860 M a day) a guess hits some click of its
+# day with a chance of 860e6 / 2**80, below 1e-15.
+CLICKID_DAY_DIGITS = 4
+_DAY = 86_400
+
+
+def day_number(at: datetime) -> int:
+    """Days since 1970-01-01 (UTC) of an aware datetime."""
+    return int(at.timestamp()) // _DAY
+
+
+def day_prefix(day: int) -> str:
+    """The clickid prefix of a day number: its first CLICKID_DAY_DIGITS hex digits."""
+    return f"{day:0{CLICKID_DAY_DIGITS}x}"
+
+
+def new_clickid(at: datetime | None = None) -> str:
+    """24 lowercase hex chars: the UTC day of ``at`` (default now), then 80 random bits."""
+    return day_prefix(day_number(at or timezone.now())) + secrets.token_hex(10)
+
+
+def clickid_day(clickid: str) -> int:
+    """The day number a clickid names (an old, fully random clickid names a random day)."""
+    return int(clickid[:CLICKID_DAY_DIGITS], 16)
 
 
 def new_postback_id() -> str:
@@ -29,9 +55,10 @@ def new_postback_id() -> str:
 
 
 class Click(models.Model):
-    # Unique through Meta.constraints, not unique=True: lookups are exact, and
-    # unique=True would add a second (LIKE) index to every click insert.
-    clickid = models.CharField(max_length=24, default=new_clickid, editable=False)
+    # The primary key: on PostgreSQL also the partition key (a range of
+    # clickids is a day, conversions/partitions.py), so a lookup by clickid
+    # reads one partition and the key is unique across all of them.
+    clickid = models.CharField(primary_key=True, max_length=24, default=new_clickid, editable=False)
     offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="clicks")
     partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="clicks")
     sub1 = models.CharField(max_length=255, blank=True)
@@ -54,7 +81,6 @@ class Click(models.Model):
                 condition=models.Q(clickid__regex=f"^{CLICKID_PATTERN}$"),
                 name="click_clickid_format",
             ),
-            models.UniqueConstraint(fields=["clickid"], name="click_clickid_unique"),
         ]
         indexes = [
             # The admin's click list, newest first.
@@ -243,8 +269,10 @@ class Conversion(models.Model):
 
     offer = models.ForeignKey(Offer, on_delete=models.PROTECT, related_name="conversions")
     partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="conversions")
-    click = models.ForeignKey(
-        Click, on_delete=models.PROTECT, null=True, blank=True, related_name="conversions"
+    # What the conversion keeps of its click, copied when it is made: the click
+    # row itself is removed at retention (README "Data lifecycle").
+    click = models.CharField(
+        max_length=24, null=True, blank=True, db_column="clickid", help_text="The click's clickid."
     )
     goal = models.CharField(max_length=64, default="1")
     action_id = models.CharField(max_length=255, blank=True)
@@ -275,6 +303,18 @@ class Conversion(models.Model):
     # seconds), and whether the postback's ip differs from the click's.
     ctit = models.BigIntegerField(null=True, blank=True, help_text="Seconds from click.")
     ip_mismatch = models.BooleanField(default=False)
+    # The click's, as it was (the click may be gone).
+    sub1 = models.CharField(max_length=255, blank=True)
+    sub2 = models.CharField(max_length=255, blank=True)
+    sub3 = models.CharField(max_length=255, blank=True)
+    sub4 = models.CharField(max_length=255, blank=True)
+    sub5 = models.CharField(max_length=255, blank=True)
+    sub6 = models.CharField(max_length=255, blank=True)
+    sub7 = models.CharField(max_length=255, blank=True)
+    sub8 = models.CharField(max_length=255, blank=True)
+    click_ip = models.GenericIPAddressField(null=True, blank=True, help_text="The click's ip.")
+    country = models.CharField(max_length=2, blank=True, help_text="The click's country.")
+    click_at = models.DateTimeField(null=True, blank=True, help_text="When the click was made.")
     # Raised on every status change; names the event partner postbacks fire for.
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(default=timezone.now)
@@ -315,6 +355,8 @@ class Conversion(models.Model):
             # Offer / partner filters on the list.
             models.Index(fields=["offer", "-created_at"], name="conversion_offer_idx"),
             models.Index(fields=["partner", "-created_at"], name="conversion_partner_idx"),
+            # A conversion by its clickid, whatever its goal (panel, API, the import).
+            models.Index(fields=["click"], name="conversion_click_idx"),
             # Search by action_id (panel and API): the unique constraint leads with offer.
             models.Index(
                 fields=["action_id"],
@@ -337,6 +379,21 @@ class Conversion(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.status}"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A Click given as ``click`` (the import, tools, tests): keep what it has.
+        if isinstance(self.click, Click):
+            self.keep_click(self.click)
+
+    def keep_click(self, click: Click) -> None:
+        """Copy what the conversion keeps of its click (it outlives the click row)."""
+        self.click = click.clickid
+        for name in SUB_FIELDS:
+            setattr(self, name, getattr(click, name))
+        self.click_ip = click.ip or None
+        self.country = click.country
+        self.click_at = click.created_at
 
 
 class PostbackDelivery(models.Model):
@@ -398,7 +455,11 @@ class PostbackDelivery(models.Model):
 class PostbackRequeue(models.Model):
     """An operator's re-queue of a rejected or failed postback: who, when, and what it was."""
 
-    postback = models.ForeignKey(Postback, on_delete=models.CASCADE, related_name="requeues")
+    # No database constraint: postback rows go with their day partition at
+    # retention, and their re-queues with them (conversions/lifecycle.py).
+    postback = models.ForeignKey(
+        Postback, on_delete=models.CASCADE, related_name="requeues", db_constraint=False
+    )
     at = models.DateTimeField(default=timezone.now)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True

@@ -2,6 +2,7 @@
 
 from decimal import Decimal
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.db import models
@@ -75,6 +76,14 @@ class OfferScopedInline(admin.TabularInline):
 
     extra = 0
     autocomplete_fields = ("partner",)
+    # Input widths that keep a row inside a laptop's screen (1366 px, the sidebar open).
+    widths: dict[str, str] = {}
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if formfield is not None and db_field.name in self.widths:
+            formfield.widget.attrs["style"] = f"width: {self.widths[db_field.name]}"
+        return formfield
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "goal":
@@ -86,12 +95,14 @@ class OfferScopedInline(admin.TabularInline):
 class PayoutInline(OfferScopedInline):
     model = Payout
     fields = ("goal", "partner", "country", "type", "revenue", "payout")
+    widths = {"country": "3em", "revenue": "7em", "payout": "7em"}
 
 
 class CapInline(OfferScopedInline):
     model = Cap
     fields = ("goal", "partner", "period", "kind", "limit", "overcap_status", "usage")
     readonly_fields = ("usage",)
+    widths = {"limit": "7em"}
 
     @admin.display(description="current usage")
     def usage(self, obj: Cap) -> str:
@@ -102,6 +113,7 @@ class PostbackRuleInline(OfferScopedInline):
     model = PostbackRule
     fields = ("goal", "field", "op", "value", "action", "reason")
     autocomplete_fields = ()
+    widths = {"field": "11em", "value": "8em", "reason": "18em"}
     verbose_name_plural = "rules (declined first, then pending; before caps)"
 
 
@@ -223,8 +235,23 @@ class PostbackRuleAdmin(HistoryAdminMixin, admin.ModelAdmin):
     raw_id_fields = ("goal",)
 
 
+class ExchangeRateForm(forms.ModelForm):
+    class Meta:
+        model = ExchangeRate
+        fields = ("base", "quote", "rate", "date")
+        help_texts = {
+            "base": "ISO 4217 code of the currency sent, e.g. EUR.",
+            "quote": "ISO 4217 code it converts to, e.g. USD (an offer's currency).",
+            "rate": "One base is this much of quote: EUR, USD, 1.08 means 1 EUR = 1.08 USD. "
+            "Above 0.",
+            "date": "The day it is published; a conversion uses the newest rate on or before "
+            "its day.",
+        }
+
+
 @admin.register(ExchangeRate)
 class ExchangeRateAdmin(admin.ModelAdmin):
+    form = ExchangeRateForm
     list_display = ("date", "base", "quote", "rate")
     list_filter = ("base", "quote")
     date_hierarchy = "date"

@@ -13,6 +13,7 @@ NAMES = {
     "conversions.tasks.reconcile_caps",
     "conversions.tasks.flush_clicks",
     "conversions.tasks.merge_stats",
+    "conversions.tasks.data_lifecycle",
     "partners.tasks.deliver",
     "partners.tasks.retry_due_deliveries",
 }

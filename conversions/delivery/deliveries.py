@@ -95,9 +95,8 @@ def _money(value: Decimal) -> str:
 
 def macro_values(conversion: "Conversion") -> dict[str, object]:
     """DESIGN.md's partner postback macros for a conversion (filled URL-encoded)."""
-    click = conversion.click
     values = {
-        "clickid": click.clickid if click else "",
+        "clickid": conversion.click or "",
         "conversion_id": conversion.pk,
         "transactionid": conversion.action_id,
         "offer_id": conversion.offer_id,
@@ -119,7 +118,8 @@ def macro_values(conversion: "Conversion") -> dict[str, object]:
         "ctit": "" if conversion.ctit is None else conversion.ctit,
     }
     for name in SUB_FIELDS:
-        values[name] = getattr(click, name, "") if click else ""
+        # The click's subs as the conversion keeps them (the click may be gone).
+        values[name] = getattr(conversion, name)
     return values
 
 

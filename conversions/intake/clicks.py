@@ -125,20 +125,22 @@ def record(offer_id: int, pid: int, **fields) -> tuple[Target | None, str | None
     params = {**_STATUS_PARAMS, "offer_id": offer_id, "pid": pid}
     if connection.vendor != "postgresql":
         return _record_in_two_steps(params, fields)
-    clickid = new_clickid()
+    # The clickid names the click's day: the same instant as its created_at.
+    now = timezone.now()
+    clickid = new_clickid(now)
     if click_buffer.enabled():
         found = target(offer_id, pid)
         if found is None or not found.may_run:
             return found, None
-        if click_buffer.add(clickid, offer_id, pid, timezone.now(), fields):
+        if click_buffer.add(clickid, offer_id, pid, now, fields):
             return found, clickid
         # Redis did not take it: insert it here, with the same clickid (should
         # the append have landed after all, the flush meets it and does nothing).
-    return _record_in_one_statement(params, clickid, fields)
+    return _record_in_one_statement(params, clickid, now, fields)
 
 
 def _record_in_one_statement(
-    params: dict, clickid: str, fields: dict
+    params: dict, clickid: str, now, fields: dict
 ) -> tuple[Target | None, str | None]:
     offer_id, pid = params["offer_id"], params["pid"]
     row = statements.fetch_one(
@@ -149,7 +151,7 @@ def _record_in_one_statement(
             "pid": Int8(pid),
             "clickid": clickid,
             "partner_id": Int8(pid),
-            "created_at": timezone.now(),
+            "created_at": now,
             # For this click's own transaction only: inside a caller's
             # transaction the setting would last until that one ends.
             "synchronous_commit": None

@@ -240,7 +240,10 @@ class ConversionActionForm(ActionForm):
     comment = forms.CharField(
         max_length=1000,
         required=False,
-        widget=forms.TextInput(attrs={"placeholder": "comment (kept in the history)"}),
+        # Wide enough to read a ticket reference back at 1366 px.
+        widget=forms.TextInput(
+            attrs={"placeholder": "comment (kept in the history)", "style": "width: 20em"}
+        ),
     )
     notify_partner = forms.ChoiceField(
         choices=[("1", "notify partner"), ("0", "do not notify partner")],
@@ -275,6 +278,21 @@ class CtitFilter(admin.SimpleListFilter):
         return queryset
 
 
+class IpMismatchFilter(admin.SimpleListFilter):
+    """The postback's ip against the click's (the boolean filter's own URL, ip_mismatch__exact)."""
+
+    title = "IP mismatch"
+    parameter_name = "ip_mismatch__exact"
+
+    def lookups(self, request, model_admin):
+        return [("1", "IP differs from the click's"), ("0", "same IP or none sent")]
+
+    def queryset(self, request, queryset):
+        if self.value() not in ("0", "1"):
+            return queryset
+        return queryset.filter(ip_mismatch=self.value() == "1")
+
+
 @admin.register(Conversion)
 class ConversionAdmin(
     HistoryAdminMixin, FastListMixin, ImportExportMixin, ReadOnlyMixin, admin.ModelAdmin
@@ -298,14 +316,15 @@ class ConversionAdmin(
     )
     list_display_links = ("created_at",)
     list_select_related = ("offer", "partner")
+    # The fraud signals right under the status: in sight beside the list at 768 px high.
     list_filter = (
         "status",
+        CtitFilter,
+        IpMismatchFilter,
         "offer",
         "partner",
         GoalFilter,
         ReasonFilter,
-        CtitFilter,
-        "ip_mismatch",
     )
     date_hierarchy = "created_at"
     search_fields = ("action_id",)
@@ -313,7 +332,46 @@ class ConversionAdmin(
     ordering = ("-created_at",)
     actions = ("change_status", "approve", "decline", "set_pending")
     action_form = ConversionActionForm
-    readonly_fields = ("clickid", "related")
+    readonly_fields = (
+        "clickid",
+        "related",
+        "revenue_amount",
+        "payout_amount",
+        "sum_amount",
+        "sent_sum",
+        "rate_used",
+        "ctit_seconds",
+        "ip_compared",
+    )
+    # The page at 1366x768: who and what first, then the money (with the sum as
+    # the advertiser sent it, before conversion) and the fraud signals, each on a line or two.
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    ("offer", "partner"),
+                    ("goal", "multiple", "action_id"),
+                    ("status", "reason", "hold_until"),
+                    ("created_at", "updated_at", "version"),
+                    "clickid",
+                    "related",
+                )
+            },
+        ),
+        (
+            "Money",
+            {
+                "fields": (
+                    ("revenue_amount", "payout_amount", "sum_amount"),
+                    ("sent_sum", "rate_used"),
+                )
+            },
+        ),
+        ("Fraud signals", {"fields": (("ctit_seconds", "ip_compared"),)}),
+        ("Sent by the advertiser", {"fields": (("advertiser_status", "comment"), "custom_fields")}),
+        ("History", {"fields": ("change_history",)}),
+    )
     inlines = (PostbackInline, DeliveryInline)
 
     @admin.display(description="status", ordering="status")
@@ -324,7 +382,13 @@ class ConversionAdmin(
     def fraud_signals(self, obj: Conversion) -> str:
         """Seconds from click to conversion, and ≠ where the postback's IP is not the click's."""
         ctit = "-" if obj.ctit is None else f"{obj.ctit} s"
-        return f"{ctit} · IP ≠" if obj.ip_mismatch else ctit
+        if not obj.ip_mismatch:
+            return ctit
+        # On one line: "≠" alone under "IP" reads as nothing.
+        return format_html(
+            '<span class="ip-mismatch" style="white-space:nowrap;color:#c62828">{} · IP ≠</span>',
+            ctit,
+        )
 
     @admin.display(description="offer", ordering="offer__title")
     def offer_name(self, obj: Conversion) -> str:
@@ -337,8 +401,13 @@ class ConversionAdmin(
     @admin.display(description="click, postbacks and deliveries")
     def related(self, obj: Conversion) -> str:
         links = []
-        if obj.click_id:
-            links.append(admin_link(obj.click, f"click {obj.click.clickid}"))
+        if obj.click:
+            # The click is removed at retention; the conversion keeps its clickid.
+            if Click.objects.filter(clickid=obj.click).exists():
+                url = reverse("admin:conversions_click_change", args=[obj.click])
+                links.append(format_html('<a href="{}">click {}</a>', url, obj.click))
+            else:
+                links.append(format_html("click {} (removed)", obj.click))
         postbacks = obj.postbacks.count()
         links.append(
             list_link(Postback, f"conversion__id__exact={obj.pk}", f"{postbacks} postback(s)")
@@ -405,9 +474,45 @@ class ConversionAdmin(
     def payout_amount(self, obj: Conversion) -> str:
         return money(obj.payout)
 
-    @admin.display(description="clickid", ordering="click__clickid")
+    @admin.display(description="sum")
+    def sum_amount(self, obj: Conversion) -> str:
+        return f"{money(obj.sum)} {obj.currency}"
+
+    @admin.display(description="sum as sent")
+    def sent_sum(self, obj: Conversion) -> str:
+        """The advertiser's sum in its own currency, before conversion (else the sum itself)."""
+        if obj.original_sum is None or not obj.original_currency:
+            return f"{money(obj.sum)} {obj.currency} (not converted)"
+        return f"{money(obj.original_sum)} {obj.original_currency}"
+
+    @admin.display(description="exchange rate")
+    def rate_used(self, obj: Conversion) -> str:
+        if obj.exchange_rate is None:
+            return "-"
+        rate = f"{obj.exchange_rate.normalize():f}"
+        return f"{rate} (1 {obj.original_currency} = {rate} {obj.currency})"
+
+    @admin.display(description="click to conversion")
+    def ctit_seconds(self, obj: Conversion) -> str:
+        return "-" if obj.ctit is None else f"{obj.ctit} s"
+
+    @admin.display(description="IP")
+    def ip_compared(self, obj: Conversion) -> str:
+        """The postback's ip, and whether it is the click's."""
+        sent = obj.ip or "-"
+        if not obj.ip_mismatch:
+            return sent
+        # The click's ip as the conversion keeps it (the click may be gone).
+        click_ip = obj.click_ip
+        return format_html(
+            '{} <strong class="ip-mismatch">≠ the click\'s {}</strong>',
+            sent,
+            click_ip or "(another address)",
+        )
+
+    @admin.display(description="clickid", ordering="click")
     def clickid(self, obj: Conversion) -> str:
-        return obj.click.clickid if obj.click_id else ""
+        return obj.click or ""
 
     def get_search_results(self, request, queryset, search_term):
         """Exact matches only, each served by an index (pk, click's clickid, action_id)."""
@@ -418,11 +523,8 @@ class ConversionAdmin(
         if term.isdigit() and len(term) < 19:
             match |= Q(pk=int(term))
         if CLICKID_RE.match(term):
-            # Resolved first: with a subquery in the OR, PostgreSQL cannot combine
-            # the three index scans and walks the whole table instead.
-            clicks = list(Click.objects.filter(clickid=term.lower()).values_list("pk", flat=True))
-            if clicks:
-                match |= Q(click_id__in=clicks)
+            # The conversion's own clickid: found whether or not the click is kept.
+            match |= Q(click=term.lower())
         return queryset.filter(match), False
 
     def _change_status(self, request, queryset, status: str) -> None:

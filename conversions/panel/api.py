@@ -143,10 +143,6 @@ class PostbackSerializer(serializers.ModelSerializer):
 
 
 class ConversionSerializer(serializers.ModelSerializer):
-    click = serializers.SlugRelatedField(
-        slug_field="clickid", read_only=True, help_text="The click's clickid."
-    )
-
     class Meta:
         model = Conversion
         fields = [
@@ -172,6 +168,17 @@ class ConversionSerializer(serializers.ModelSerializer):
             "exchange_rate",
             "ctit",
             "ip_mismatch",
+            "sub1",
+            "sub2",
+            "sub3",
+            "sub4",
+            "sub5",
+            "sub6",
+            "sub7",
+            "sub8",
+            "click_ip",
+            "country",
+            "click_at",
             "created_at",
             "updated_at",
         ]
@@ -290,7 +297,7 @@ class ConversionFilter(django_filters.FilterSet):
     status = StatusFilter(
         help_text="approved, pending, declined or hold; or as a postback sends it: 1, 2, 3 or 5."
     )
-    click = django_filters.CharFilter(field_name="click__clickid", help_text="The click's clickid.")
+    click = django_filters.CharFilter(help_text="The click's clickid.")
     goal = django_filters.CharFilter(lookup_expr="iexact", help_text="Goal value.")
     created_at = DateTimeRangeFilter(help_text="created_at_after / created_at_before (ISO 8601).")
     ctit = django_filters.RangeFilter(
@@ -316,7 +323,7 @@ class ConversionFilter(django_filters.FilterSet):
 class ClickViewSet(viewsets.ReadOnlyModelViewSet):
     """Clicks, read by clickid or filtered by offer, partner, sub1, country and time."""
 
-    queryset = Click.objects.order_by("-created_at", "-id")
+    queryset = Click.objects.order_by("-created_at", "-clickid")
     serializer_class = ClickSerializer
     permission_classes = [StaffModelPermissions]
     filterset_class = ClickFilter
@@ -413,7 +420,7 @@ class ConversionViewSet(
 ):
     """Conversions: read and filter; a manager changes the status or resends partner postbacks."""
 
-    queryset = Conversion.objects.select_related("click").order_by("-created_at", "-id")
+    queryset = Conversion.objects.order_by("-created_at", "-id")
     serializer_class = ConversionSerializer
     permission_classes = [StaffModelPermissions]
     filterset_class = ConversionFilter

@@ -67,11 +67,8 @@ class FormulaSafeCSV(CSV):
         return super().export_data(safe, **kwargs)
 
 
-class ClickWidget(widgets.ForeignKeyWidget):
-    """A click by its clickid; an empty cell is no click."""
-
-    def __init__(self):
-        super().__init__(Click, field="clickid")
+class ClickWidget(widgets.CharWidget):
+    """A click by its clickid (kept on the conversion as text); an empty cell is no click."""
 
     def clean(self, value, row=None, **kwargs):
         value = str(value or "").strip()
@@ -79,10 +76,12 @@ class ClickWidget(widgets.ForeignKeyWidget):
             return None
         if not CLICKID_RE.match(value):
             raise ValueError(Rejection.INVALID_CLICKID)
-        try:
-            return Click.objects.get(clickid=value.lower())
-        except Click.DoesNotExist:
-            raise ValueError(Rejection.CLICK_NOT_FOUND) from None
+        if not Click.objects.filter(clickid=value.lower()).exists():
+            raise ValueError(Rejection.CLICK_NOT_FOUND)
+        return value.lower()
+
+    def render(self, value, obj=None, **kwargs):
+        return value or ""
 
 
 class SumWidget(widgets.DecimalWidget):
@@ -153,7 +152,7 @@ class ConversionResource(resources.ModelResource):
         if action_id:
             return found.filter(action_id=action_id).first()
         clickid = str(row.get("clickid") or "").strip().lower()
-        return found.filter(action_id="", click__clickid=clickid).first() if clickid else None
+        return found.filter(action_id="", click=clickid).first() if clickid else None
 
     def skip_row(self, instance, original, row, import_validation_errors=None):
         # Existing conversions are left alone: the import only adds.
@@ -175,7 +174,9 @@ class ConversionResource(resources.ModelResource):
     def _complete(self, conversion: Conversion, row) -> None:
         """Check the row and fill what a postback's checks would have."""
         errors = {}
-        click = conversion.click
+        click = Click.objects.filter(clickid=conversion.click).first() if conversion.click else None
+        if click:
+            conversion.keep_click(click)
         if click and not conversion.partner_id:
             conversion.partner_id = click.partner_id
         for name in ("offer", "partner"):

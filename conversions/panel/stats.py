@@ -245,8 +245,9 @@ def _sources(query: Query) -> list[_Source]:
             return [_Source(SubStat, "hour", paths, base=Q(sub_no=number), rollup=True)]
     click_paths = {"offer": "offer_id", "partner": "partner_id", "country": "country"}
     click_paths |= {s: s for s in SUB_FIELDS}
-    conversion_paths = {"offer": "offer_id", "partner": "partner_id"}
-    conversion_paths |= {d: f"click__{d}" for d in ("country", *SUB_FIELDS)}
+    # A conversion keeps its click's country and subs (the click may be gone).
+    conversion_paths = {"offer": "offer_id", "partner": "partner_id", "country": "country"}
+    conversion_paths |= {s: s for s in SUB_FIELDS}
     return [
         _Source(Click, "created_at", click_paths),
         _Source(Conversion, "created_at", conversion_paths),
@@ -305,10 +306,11 @@ def _rows(query: Query, source: _Source) -> list[dict]:
         names[f"d_{'offer' if dimension == 'advertiser' else dimension}"] = value
     qs = source.model.objects.filter(q).annotate(**names)
     keys = list(names)
-    if "goal" in query.group_by:
+    if "goal" in query.group_by and not is_clicks:
+        # A click has no goal: its clicks go to every goal's row of its key (below).
         keys.append("goal")
     if is_clicks:
-        return list(qs.values(*keys).annotate(clicks=Count("id")).order_by())
+        return list(qs.values(*keys).annotate(clicks=Count("pk")).order_by())
     # One row per key with a column per status: fewer rows than one per status.
     approved = Q(status=Conversion.Status.APPROVED)
     if source.rollup:
@@ -316,7 +318,7 @@ def _rows(query: Query, source: _Source) -> list[dict]:
         metrics |= {s: Sum("conversions", filter=Q(status=s)) for s in STATUSES}
         metrics |= {m: Sum(m, filter=approved) for m in ("revenue", "payout")}
     else:
-        metrics = {s: Count("id", filter=Q(status=s)) for s in STATUSES}
+        metrics = {s: Count("pk", filter=Q(status=s)) for s in STATUSES}
         metrics |= {m: Sum(m, filter=approved) for m in ("revenue", "payout")}
     return list(qs.values(*keys).annotate(**metrics).order_by())
 

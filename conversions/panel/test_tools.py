@@ -113,7 +113,7 @@ class OfferTestPostbackView(APIView):
 
 class PartnerPostbackTestRequest(serializers.Serializer):
     conversion = serializers.PrimaryKeyRelatedField(
-        queryset=Conversion.objects.select_related("click"),
+        queryset=Conversion.objects.all(),
         required=False,
         allow_null=True,
         help_text="A conversion whose values fill the macros; without one, sample values.",

@@ -31,7 +31,7 @@ STATUS_CHOICES = [
 
 class PartnerPostbackTestForm(forms.Form):
     conversion = forms.ModelChoiceField(
-        queryset=Conversion.objects.select_related("click"),
+        queryset=Conversion.objects.all(),
         required=False,
         widget=forms.NumberInput(attrs={"placeholder": "conversion id", "style": "width:10em"}),
         help_text="A conversion whose values fill the macros; empty: sample values.",

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from conversions.intake import click_buffer, params
 from conversions.intake.params import CLICKID_RE, CUSTOM_FIELDS, STATUS_CODES, parse_sum
-from conversions.models import Click, Conversion
+from conversions.models import SUB_FIELDS, Click, Conversion
 from conversions.outcomes import Decline, Rejection
 from offers.models import Cap, CapCounter, Goal, Payout, PostbackRule, period_key
 from offers.validators import ip_allowed
@@ -174,6 +174,7 @@ def check_click(batch: Batch) -> Verdicts:
                     country=click.country,
                     created_at=click.created_at,
                     ip=click.ip or "",
+                    subs=[getattr(click, name) for name in SUB_FIELDS],
                 )
             )
     return verdicts
@@ -299,7 +300,7 @@ def check_payout(batch: Batch) -> Verdicts:
     return verdicts
 
 
-def conversion_keys(offer_id: int, goal: str, action_id: str, click_pk: int | None) -> tuple:
+def conversion_keys(offer_id: int, goal: str, action_id: str, click_pk: str | None) -> tuple:
     """The keys a postback's conversion is found by, in order: its click's, then its action_id's.
 
     A click has one conversion per goal, whatever action_id its postbacks
@@ -313,7 +314,7 @@ def conversion_keys(offer_id: int, goal: str, action_id: str, click_pk: int | No
     return by_click + ((("action", offer_id, goal, action_id),) if action_id else ())
 
 
-def postback_keys(offer_id: int, goal: str, action_id: str, click_pk: int, multiple: bool) -> tuple:
+def postback_keys(offer_id: int, goal: str, action_id: str, click_pk: str, multiple: bool) -> tuple:
     """The keys of the conversion a postback speaks of: a repeat event's by action_id only."""
     repeat = multiple and action_id
     return conversion_keys(offer_id, goal, action_id, None if repeat else click_pk)
@@ -321,7 +322,7 @@ def postback_keys(offer_id: int, goal: str, action_id: str, click_pk: int, multi
 
 def keys_of(conversion: Conversion) -> tuple:
     """The keys an existing conversion is found by."""
-    click_pk = None if conversion.multiple else conversion.click_id
+    click_pk = None if conversion.multiple else conversion.click
     return conversion_keys(conversion.offer_id, conversion.goal, conversion.action_id, click_pk)
 
 
@@ -332,7 +333,7 @@ def conversions_by_key(keys: set[tuple], *, lock: bool = False) -> dict[tuple, C
     # A superset by clicks and action ids (cheap to build), sorted out by key below.
     # "multiple" and "action_id <> ''" spelled out: the partial indexes apply.
     candidates = Conversion.objects.filter(
-        Q(click_id__in={k[1] for k in keys if k[0] == "click"}, multiple=False)
+        Q(click__in={k[1] for k in keys if k[0] == "click"}, multiple=False)
         | (
             Q(
                 offer_id__in={k[1] for k in keys if k[0] == "action"},

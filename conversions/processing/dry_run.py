@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from conversions.intake import params as intake_params
-from conversions.models import Click, Conversion, Postback
+from conversions.models import Click, Conversion, Postback, new_clickid
 from offers.models import Offer
 from partners.models import OfferAccess, Partner
 
@@ -53,7 +53,10 @@ def _sample_click(offer: Offer, partner: Partner | None, now) -> Click:
         raise DryRunRefused("No active partner may run this offer: a sample click needs one.")
     # Old enough for the offer's minimum click lifespan, young enough for its maximum.
     age = timedelta(seconds=max(60, offer.min_click_lifespan + 1))
-    return Click.objects.create(offer=offer, partner=partner, created_at=now - age)
+    at = now - age
+    return Click.objects.create(
+        clickid=new_clickid(at), offer=offer, partner=partner, created_at=at
+    )
 
 
 def run(

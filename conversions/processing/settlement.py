@@ -15,7 +15,7 @@ from django.utils import timezone
 from affise_proj import history, metrics
 from conversions.delivery.deliveries import enabled_postbacks, fire
 from conversions.intake.addresses import valid_ip
-from conversions.models import Conversion, Postback
+from conversions.models import SUB_FIELDS, Conversion, Postback
 from conversions.outcomes import Decline, Rejection
 from offers.models import Cap, lock_caps_of, period_key
 
@@ -343,7 +343,12 @@ def _convert(
     conversion = Conversion(
         offer_id=offer_id,
         partner_id=click.partner_id,
-        click_id=click.id,
+        click=click.id,
+        # What the conversion keeps of its click, which is removed at retention.
+        **dict(zip(SUB_FIELDS, click.subs, strict=False)),
+        click_ip=click.ip or None,
+        country=click.country,
+        click_at=click.created_at,
         goal=payout.goal,
         action_id=params.action_id,
         # A repeat event of its goal: not bound by one conversion per click and goal.

@@ -33,14 +33,15 @@ class Params:
 
 @dataclass(frozen=True)
 class ClickSeen:
-    """The postback's click."""
+    """The postback's click: what its conversion keeps of it (the click row goes at retention)."""
 
-    id: int
+    id: str  # the clickid (the click's primary key)
     offer_id: int
     partner_id: int
     country: str
     created_at: datetime
     ip: str = ""
+    subs: list[str] = field(default_factory=list)  # sub1..sub8
 
 
 @dataclass(frozen=True)

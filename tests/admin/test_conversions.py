@@ -53,11 +53,11 @@ def test_list_shows_the_columns_a_manager_scans(manager_client, make_conversion)
     ):
         assert text in page
     # Secondary columns live on the conversion's page.
-    assert conversion.click.clickid not in page
+    assert conversion.click not in page
     assert "order-77" not in page
     assert "10.50" not in page
     detail = manager_client.get(f"{URL}{conversion.pk}/change/").content.decode()
-    for text in (conversion.click.clickid, "order-77", "10.5"):
+    for text in (conversion.click, "order-77", "10.5"):
         assert text in detail
 
 
@@ -68,7 +68,7 @@ def test_conversion_page_links_its_click_postbacks_and_deliveries(
     pp = PartnerPostback.objects.create(partner=partner, url="https://t.example/?c={clickid}")
     PostbackDelivery.objects.create(conversion=conversion, partner_postback=pp, url="https://t.e/")
     page = manager_client.get(f"{URL}{conversion.pk}/change/").content.decode()
-    assert f"/admin/conversions/click/{conversion.click.pk}/change/" in page
+    assert f"/admin/conversions/click/{conversion.click}/change/" in page
     assert f"/admin/conversions/postback/?conversion__id__exact={conversion.pk}" in page
     assert f"/admin/conversions/postbackdelivery/?conversion__id__exact={conversion.pk}" in page
     assert "1 delivery(ies)" in page
@@ -144,7 +144,7 @@ def test_date_hierarchy_drills_down_to_a_day(manager_client, make_conversion):
 @pytest.mark.parametrize("by", ["clickid", "action_id", "id"])
 def test_search_finds_one_conversion_by_exact_key(manager_client, many_conversions, by):
     target = many_conversions[57]
-    term = {"clickid": target.click.clickid, "action_id": target.action_id, "id": target.pk}[by]
+    term = {"clickid": target.click, "action_id": target.action_id, "id": target.pk}[by]
     response = manager_client.get(URL, {"q": term})
     assert rows(response) == 1
     assert f"/admin/conversions/conversion/{target.pk}/change/" in response.content.decode()
@@ -174,7 +174,7 @@ def test_approve_changes_status_and_fires_partner_postbacks(
     assert pending.status == "approved"
     assert "1 conversion set approved; partner postbacks were fired." in messages_of(response)
     delivery = PostbackDelivery.objects.get(conversion=pending)
-    assert delivery.url.endswith(f"c={pending.click.clickid}&s=1")
+    assert delivery.url.endswith(f"c={pending.click}&s=1")
 
 
 def test_decline_records_the_managers_reason_and_frees_the_cap(
@@ -272,7 +272,7 @@ def test_import_creates_conversions_priced_by_the_offer(
     assert (first.action_id, first.status, first.click, first.sum) == (
         "imp-1",
         "approved",
-        click,
+        click.clickid,
         Decimal(50),
     )
     assert (first.revenue, first.payout) == (Decimal(3), Decimal(2))
@@ -344,7 +344,7 @@ def test_change_page_shows_its_postbacks_and_deliveries(
     run_action(manager_client, "approve", conversion)
     page = manager_client.get(f"{URL}{conversion.pk}/change/").content.decode()
     assert "tracker.example.net" in page
-    assert conversion.click.clickid in page
+    assert conversion.click in page
     assert Click.objects.count() == 1
 
 

@@ -267,7 +267,7 @@ def test_requeued_postback_is_accepted_once_the_cause_is_fixed(
     response = client.post(URL, {"action": "requeue", "_selected_action": [pid]}, follow=True)
     assert "Re-queued 1 postback for processing." in messages_of(response)
     assert wait_settled(pid).state == "accepted"
-    assert Conversion.objects.get().click == click
+    assert Conversion.objects.get().click == click.clickid
 
 
 @pytest.fixture
@@ -278,7 +278,7 @@ def deliveries(make_conversion, partner):
         PostbackDelivery.objects.create(
             conversion=conversion,
             partner_postback=pp,
-            url=f"https://t.example/pb?c={conversion.click.clickid}",
+            url=f"https://t.example/pb?c={conversion.click}",
             status="approved",
             attempt=1,
             status_code=code,

@@ -1,6 +1,8 @@
 """The panel's workflows: bulk status changes with a comment and a notify choice, fraud
 signals, rules and exchange rates."""
 
+from decimal import Decimal
+
 import pytest
 from django.db import connection
 
@@ -79,6 +81,36 @@ def test_fraud_signals_are_columns_and_filters(manager_client, make_conversion, 
     assert rows(manager_client.get(URL + "?ctit=%3C15&all=")) == 1
     assert rows(manager_client.get(URL + "?ctit=%3E3600&all=")) == 1
     assert rows(manager_client.get(URL + "?ip_mismatch__exact=1&all=")) == 1
+    assert rows(manager_client.get(URL + "?ip_mismatch__exact=0&all=")) == 1
+    assert "IP mismatch" in page and "IP differs from the click&#x27;s" in page
+
+
+def test_conversion_page_shows_the_sum_as_sent_and_the_fraud_signals(
+    manager_client, make_conversion, make_click
+):
+    click = make_click(ip="198.51.100.4")
+    converted = make_conversion(
+        click=click,
+        sum=Decimal("54"),
+        currency="USD",
+        original_sum=Decimal("50"),
+        original_currency="EUR",
+        exchange_rate=Decimal("1.08"),
+        ip="203.0.113.9",
+        ip_mismatch=True,
+        ctit=4,
+    )
+    page = manager_client.get(f"{URL}{converted.pk}/change/").content.decode()
+    for text in (
+        "54.00 USD",
+        "50.00 EUR",
+        "1.08 (1 EUR = 1.08 USD)",
+        "4 s",
+        "≠ the click's 198.51.100.4",
+    ):
+        assert text in page, text
+    plain = manager_client.get(f"{URL}{make_conversion().pk}/change/").content.decode()
+    assert "10.00 USD (not converted)" in plain and "≠ the click" not in plain
 
 
 def test_rules_are_edited_on_the_offer_page_and_a_malformed_one_is_a_form_error(

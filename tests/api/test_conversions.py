@@ -42,7 +42,7 @@ def test_conversions_filter_by_each_field(
     assert _ids(manager_api, status="declined") == [b.pk]
     assert _ids(manager_api, offer=other_offer.pk) == [c.pk]
     assert _ids(manager_api, partner=partner.pk) == [a.pk, b.pk]
-    assert _ids(manager_api, click=c.click.clickid) == [c.pk]
+    assert _ids(manager_api, click=c.click) == [c.pk]
     assert _ids(manager_api, goal="SALE") == [b.pk]
     assert _ids(manager_api, action_id="A") == [a.pk]
     assert _ids(manager_api, status="approved", partner=other_partner.pk) == []
@@ -87,7 +87,7 @@ def test_manager_approves_a_pending_conversion_and_partner_postback_fires(
     assert (response.json()["status"], response.json()["reason"]) == ("approved", "")
     [sent] = PostbackDelivery.objects.filter(conversion=conversion)
     assert sent.status == "approved"
-    assert sent.url.endswith(f"c={conversion.click.clickid}&s=1")
+    assert sent.url.endswith(f"c={conversion.click}&s=1")
 
 
 def test_manager_decline_gets_the_manager_reason(manager_api, make_conversion, partner_postback):

@@ -67,8 +67,9 @@ def test_clickids_are_unique_and_unpredictable(client, offer, partner):
         client.get("/click", {"offer_id": offer.pk, "pid": partner.pk})
     ids = set(stored().values_list("clickid", flat=True))
     assert len(ids) == 50
-    # 96 random bits each: no shared prefix beyond what chance allows.
-    assert len({cid[:6] for cid in ids}) > 45
+    # The day (4 hex digits), then 80 random bits each: no shared prefix of the
+    # random part beyond what chance allows.
+    assert len({cid[4:10] for cid in ids}) > 45
 
 
 def test_unknown_offer_is_404_and_records_nothing(client, partner):
@@ -182,7 +183,7 @@ def test_forwarded_for_is_used_only_from_trusted_proxies(client, offer, partner,
         REMOTE_ADDR="192.0.2.1",
         HTTP_X_FORWARDED_FOR="198.51.100.9",
     )
-    assert list(stored().order_by("id").values_list("ip", flat=True)) == [
+    assert list(stored().order_by("created_at").values_list("ip", flat=True)) == [
         "198.51.100.9",
         "192.0.2.1",
     ]

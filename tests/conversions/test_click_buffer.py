@@ -283,7 +283,7 @@ def test_a_postback_for_a_click_still_in_the_buffer_is_accepted(client, process,
     # No beat runs here: the check finds the click by flushing the buffer.
     row = process(clickid=clickid, action_id="B-1")
     assert (row.state, row.error) == ("accepted", "")
-    assert Conversion.objects.get().click.clickid == clickid
+    assert Conversion.objects.get().click == clickid
 
 
 def test_an_unknown_clickid_is_still_not_found(process):

@@ -139,7 +139,7 @@ def test_the_click_and_postback_tables_carry_no_like_indexes(db):
         )
         names = {name for (name,) in cursor.fetchall()}
     assert not [name for name in names if name.endswith("_like")]
-    assert {"click_clickid_unique", "postback_clickid_idx", "postback_action_id_idx"} <= names
+    assert {"conversions_click_pkey", "postback_clickid_idx", "postback_action_id_idx"} <= names
 
 
 @postgres_only

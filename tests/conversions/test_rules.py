@@ -18,7 +18,7 @@ def test_valid_postback_creates_an_approved_conversion(process, click, offer, pa
     assert (row.state, row.error) == ("accepted", "")
     conv = Conversion.objects.get()
     assert row.conversion == conv and row.offer_id == offer.pk and row.attempts == 1
-    assert (conv.offer, conv.partner, conv.click, conv.goal) == (offer, partner, click, "1")
+    assert (conv.offer, conv.partner, conv.click, conv.goal) == (offer, partner, click.clickid, "1")
     assert (conv.status, conv.reason, conv.action_id) == ("approved", "", "T-1")
     assert (conv.revenue, conv.payout, conv.sum) == (Decimal(3), Decimal(2), Decimal("12.5"))
     assert (conv.currency, conv.ip) == ("USD", "198.51.100.1")

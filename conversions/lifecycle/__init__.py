@@ -1,0 +1,1 @@
+"""Data lifecycle: time partitions, retention and purge (README "Data lifecycle")."""
