@@ -95,7 +95,7 @@ class ClickRows:
 def make_day_partitions(start: datetime, end: datetime) -> int:
     """The click table's day partitions from ``start``'s day to ``end``'s (PostgreSQL,
     partitioned table only); how many were made."""
-    from django.db import connection
+    from django.db import connection, transaction
 
     from conversions.lifecycle import partitions
 
@@ -105,9 +105,9 @@ def make_day_partitions(start: datetime, end: datetime) -> int:
     with connection.cursor() as cursor:
         if not partitions.is_partitioned(cursor, partitions.CLICKS):
             return 0
-        for day in range(
-            partitions.day_number(start.date()), partitions.day_number(end.date()) + 1
-        ):
+    for day in range(partitions.day_number(start.date()), partitions.day_number(end.date()) + 1):
+        # One transaction a day, as the beat makes them (retention.make_ahead).
+        with transaction.atomic(), connection.cursor() as cursor:
             made += partitions.create(cursor, partitions.CLICKS, day)
     return made
 

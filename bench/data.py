@@ -64,12 +64,25 @@ def make_clicks(offer, partner, count: int) -> list[str]:
 
 
 def reset_postbacks() -> None:
-    """Empty postbacks, conversions and caps' counters between cases (data stays)."""
-    from django.db import connection
+    """Empty postbacks, conversions and caps' counters between cases (data stays).
 
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "TRUNCATE conversions_postbackdelivery, conversions_conversion, conversions_postback,"
-            " offers_capcounter, django_celery_results_taskresult,"
-            " django_celery_results_chordcounter, django_celery_results_groupresult CASCADE"
-        )
+    The postback table's day partitions are locked one by one: a postback the
+    web server still stores from the last load (answered after wrk stopped)
+    can take them in another order, and PostgreSQL ends one of the two with a
+    deadlock. Then the TRUNCATE is run again (the insert went through).
+    """
+    from django.db import OperationalError, connection
+
+    for attempt in range(5):
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "TRUNCATE conversions_postbackdelivery, conversions_conversion,"
+                    " conversions_postback, offers_capcounter, django_celery_results_taskresult,"
+                    " django_celery_results_chordcounter, django_celery_results_groupresult"
+                    " CASCADE"
+                )
+            return
+        except OperationalError as exc:
+            if "deadlock" not in str(exc) or attempt == 4:
+                raise

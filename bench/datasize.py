@@ -86,9 +86,9 @@ def _table_sizes() -> dict:
         rows = cursor.fetchone()[0]
     return {
         "rows": rows,
-        "heap_mb": heap / 2**20,
-        "indexes_mb": indexes / 2**20,
-        "clickid_index_mb": clickid_index / 2**20,
+        "heap_mb": float(heap) / 2**20,
+        "indexes_mb": float(indexes) / 2**20,
+        "clickid_index_mb": float(clickid_index) / 2**20,
         "partitions": parts,
     }
 
@@ -328,7 +328,9 @@ def case_datasize(stack, offer, partner, log, *, accept, clicks, light, out_dir:
             # The numbers so far: a long run that breaks later keeps them
             # (``python -m bench.datasize`` writes the report from this file).
             out_dir.mkdir(parents=True, exist_ok=True)
-            (out_dir / "bench-datasize.json").write_text(json.dumps(_result(points), indent=1))
+            (out_dir / "bench-datasize.json").write_text(
+                json.dumps(_result(points), indent=1, default=str)
+            )
     finally:
         Offer.objects.filter(pk=offer.pk).update(click_lifespan=lifespan)
     return _result(points)
