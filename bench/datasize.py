@@ -357,7 +357,7 @@ def _ratios(result: dict) -> None:
 
 
 def _fmt(stat: dict, key: str) -> str:
-    digits = 2 if "ratio" in key else (1 if key.endswith("_ms") else 0)
+    digits = 2 if "ratio" in key or "cpu" in key else (1 if key.endswith("_ms") else 0)
     return f"{stat['median']:.{digits}f} ({stat['min']:.{digits}f}-{stat['max']:.{digits}f})"
 
 
