@@ -81,7 +81,9 @@ def test_each_decline_reaches_the_working_postback_once_while_the_other_is_disab
         ("declined", 1, "delivered")
     ] * declines
     assert len({r.event for r in rows}) == declines
-    assert len(requests_to(httpserver, "/ok")) == declines == len(manager_declines(conversion.pk))
+    assert len(requests_to(httpserver, "/ok")) == declines
+    if ON_POSTGRES:  # the history is written by PostgreSQL triggers
+        assert len(manager_declines(conversion.pk)) == declines
     # The failing one was called until it was disabled, and not after.
     assert len(requests_to(httpserver, "/gone")) == DISABLE_AFTER
     assert PostbackDelivery.objects.filter(partner_postback=failing).count() == DISABLE_AFTER
