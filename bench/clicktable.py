@@ -44,32 +44,39 @@ def clickid_maker() -> Callable[[datetime], str]:
     return lambda at: new_clickid()
 
 
-class ClickRows:
-    """COPY lines for conversions_click, in the model's column order."""
+class ModelRows:
+    """COPY lines for a model's table, in the order of its concrete fields.
 
-    # Filled by the loader itself for every row.
-    OWN = ("clickid", "created_at")
+    A field not given takes its default: NULL when nullable, the field's
+    default (a callable one called once: ``dict`` gives ``{}``), empty for a
+    blank text field; an auto-increment key is left to its sequence. A field
+    with none of these (and every time field without a constant default) must
+    be given in each row's values, by attribute name.
+    """
 
-    def __init__(self) -> None:
-        from conversions.models import Click
+    OWN: tuple[str, ...] = ()
 
+    def __init__(self, model) -> None:
         fields = [
             f
-            for f in Click._meta.concrete_fields
+            for f in model._meta.concrete_fields
             if f.get_internal_type() not in ("AutoField", "BigAutoField", "SmallAutoField")
         ]
-        self.table = Click._meta.db_table
+        self.table = model._meta.db_table
         self.columns = [f.column for f in fields]
         self.index = {f.attname: i for i, f in enumerate(fields)}
         self.defaults: list[str | None] = []
         for f in fields:
+            kind = f.get_internal_type()
             if f.attname in self.OWN:
                 self.defaults.append(None)
             elif f.null:
                 self.defaults.append("\\N")
-            elif f.has_default() and not callable(f.default):
+            elif f.has_default() and not (
+                callable(f.default) and kind in ("DateTimeField", "DateField", "CharField")
+            ):
                 self.defaults.append(_copy_text(f.get_default()))
-            elif f.blank and f.get_internal_type() in ("CharField", "TextField"):
+            elif f.blank and kind in ("CharField", "TextField"):
                 self.defaults.append("")
             else:
                 self.defaults.append(None)  # the caller's ``values`` must give it
@@ -81,6 +88,27 @@ class ClickRows:
             for attname, i in self.index.items()
             if self.defaults[i] is None and attname not in self.OWN
         }
+
+    def row(self, values: dict) -> str:
+        row = self.defaults.copy()
+        index = self.index
+        for name, value in values.items():
+            row[index[name]] = value if type(value) is str else _copy_text(value)
+        if None in row:
+            missing = sorted(n for n, i in index.items() if row[i] is None)
+            raise RuntimeError(f"{self.table} needs {missing}")
+        return "\t".join(row) + "\n"
+
+
+class ClickRows(ModelRows):
+    """COPY lines for conversions_click: clickid and created_at made by the loader."""
+
+    OWN = ("clickid", "created_at")
+
+    def __init__(self) -> None:
+        from conversions.models import Click
+
+        super().__init__(Click)
 
     def line(self, clickid: str, at: datetime, values: dict) -> str:
         row = self.defaults.copy()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.clicktable import copy_clicks
+from bench.clicktable import ModelRows, copy_clicks
 
 SIZES = [int(s) for s in os.environ.get("BENCH_STATS_SIZES", "1000000,3000000,10000000").split(",")]
 CONVERSION_RATE = float(os.environ.get("BENCH_STATS_CONVERSION_RATE", "0.02"))
@@ -35,11 +35,6 @@ REPORTS = {
     "partner,country": {"group_by": "partner,country"},
 }
 TARGETS_MS = {"day,offer": 300, "sub1": 1000}
-CONVERSION_COLUMNS = (
-    "offer_id, partner_id, clickid, goal, action_id, multiple, status, reason, revenue,"
-    " payout, sum, currency, comment, custom_fields, hold_until, version, created_at, updated_at,"
-    " sub1, sub2, sub3, sub4, sub5, sub6, sub7, sub8, country, click_at"
-)
 
 
 def log(message: str) -> None:
@@ -74,10 +69,13 @@ def _world():
 
 def _load(runs: dict, count: int, now: datetime, rng: random.Random) -> None:
     """COPY ``count`` clicks (bench/clicktable.py) and their conversions, in chunks."""
+    from conversions.models import Conversion
+
     partners = list(runs)
     weights = [1 / (i + 1) for i in range(len(partners))]  # a few partners send most traffic
     country_weights = [1 / (i + 1) for i in range(len(COUNTRIES))]
     conversions = io.StringIO()
+    conversion_rows = ModelRows(Conversion)
 
     def values(clickid: str, at: datetime) -> dict:
         pid = rng.choices(partners, weights)[0]
@@ -88,17 +86,31 @@ def _load(runs: dict, count: int, now: datetime, rng: random.Random) -> None:
         if rng.random() < CONVERSION_RATE:
             status = rng.choice(("approved", "approved", "approved", "pending", "hold", "declined"))
             converted = at + timedelta(seconds=rng.randrange(3600))
-            hold_until = (converted + timedelta(days=3)).isoformat() if status == "hold" else "\\N"
             conversions.write(
-                f"{offer_id}\t{pid}\t{clickid}\t1\t\tf\t{status}\t\t3.0000\t2.0000\t0\tUSD\t\t{{}}"
-                f"\t{hold_until}\t1\t{converted.isoformat()}\t{converted.isoformat()}"
-                f"\t{sub1}\t\t\t\t\t\t\t\t{country}\t{at.isoformat()}\n"
+                conversion_rows.row(
+                    {
+                        "offer_id": offer_id,
+                        "partner_id": pid,
+                        "click": clickid,
+                        "status": status,
+                        "revenue": "3.0000",
+                        "payout": "2.0000",
+                        "sum": "0",
+                        "currency": "USD",
+                        "hold_until": converted + timedelta(days=3) if status == "hold" else None,
+                        "created_at": converted.isoformat(),
+                        "updated_at": converted.isoformat(),
+                        "sub1": sub1,
+                        "country": country,
+                        "click_at": at.isoformat(),
+                    }
+                )
             )
         return {"offer_id": offer_id, "partner_id": pid, "sub1": sub1, "country": country}
 
     def after_chunk(cursor) -> None:
         nonlocal conversions
-        with cursor.copy(f"COPY conversions_conversion ({CONVERSION_COLUMNS}) FROM STDIN") as copy:
+        with cursor.copy(conversion_rows.sql) as copy:
             copy.write(conversions.getvalue())
         conversions = io.StringIO()
 
