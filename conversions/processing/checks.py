@@ -16,13 +16,14 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from conversions.intake import click_buffer, params
 from conversions.intake.params import CLICKID_RE, CUSTOM_FIELDS, STATUS_CODES, parse_sum
-from conversions.models import SUB_FIELDS, Click, Conversion
+from conversions.models import SUB_FIELDS, Click, Conversion, clickid_day, day_number
 from conversions.outcomes import Decline, Rejection
 from offers.models import Cap, CapCounter, Goal, Payout, PostbackRule, period_key
 from offers.validators import ip_allowed
@@ -75,13 +76,38 @@ def _clicks(batch: Batch, *related: str) -> dict[str, Click]:
     if not wanted:
         return {}
     clicks = Click.objects.select_related(*related)
-    found = {c.clickid: c for c in clicks.filter(clickid__in=wanted)}
+    found = _by_partition(clicks, wanted)
     if len(found) < len(wanted) and click_buffer.enabled() and not TABLE_ONLY.get():
         # A click can still be in the write-behind buffer, or in another
         # check's flush: once this flush returns, it is in the table.
         click_buffer.flush()
-        missing = wanted - found.keys()
-        found.update((c.clickid, c) for c in clicks.filter(clickid__in=missing))
+        found.update(_by_partition(clicks, wanted - found.keys()))
+    return found
+
+
+def _by_partition(clicks, wanted: set[str]) -> dict[str, Click]:
+    """``clicks`` with the ``wanted`` clickids, one query per day partition on PostgreSQL.
+
+    One ``clickid IN (…)`` over a batch naming clicks of many days reads each
+    of those days' partitions for every clickid of the list (500 clickids of
+    60 days: 170-225 ms and 4 ms of database CPU per postback in `make bench`'s
+    datasize case); a list per day reads each partition for its own clickids
+    only. Clickids naming no day that can have a partition (older than
+    retention, or of the old random format) go together: they are in the
+    default partition.
+    """
+    if connection.vendor != "postgresql" or len(wanted) == 1:
+        return {c.clickid: c for c in clicks.filter(clickid__in=wanted)}
+    today = day_number(timezone.now())
+    first = today - max(settings.CLICK_RETENTION_DAYS, 0) - 2
+    last = today + settings.PARTITION_DAYS_AHEAD + 2
+    days: dict[int | None, list[str]] = {}
+    for clickid in wanted:
+        day = clickid_day(clickid)
+        days.setdefault(day if first <= day <= last else None, []).append(clickid)
+    found = {}
+    for group in days.values():
+        found.update((c.clickid, c) for c in clicks.filter(clickid__in=group))
     return found
 
 

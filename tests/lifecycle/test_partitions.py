@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from django.db import connection
 from django.db.models import Sum
+from django.test.utils import CaptureQueriesContext
 
 from conversions.lifecycle import partitions, retention
 from conversions.lifecycle.partitions import CLICKS, POSTBACKS
@@ -84,6 +85,35 @@ def test_clickids_of_the_old_format_live_in_the_default_partition_and_are_found(
     assert scanned(Click.objects.filter(clickid__in=[old])) == {CLICKS.default}
     verdicts = check_click([{"id": "1", "params": {"clickid": old}, "received_at": "x"}])
     assert verdicts["1"].data.id == old
+
+
+@pytest.mark.django_db
+def test_a_batch_of_clicks_of_many_days_reads_each_partition_for_its_own_clickids(offer, partner):
+    retention.make_ahead(days_ahead=3)
+    now = datetime.now(UTC)
+    clicks = [
+        Click.objects.create(
+            clickid=new_clickid(now + timedelta(days=d)), offer=offer, partner=partner
+        )
+        for d in (0, 0, 1, 2, 2, 3)
+    ]
+    old = Click.objects.create(clickid="0bad" + secrets.token_hex(10), offer=offer, partner=partner)
+    batch = [{"id": str(i), "params": {"clickid": c.clickid}} for i, c in enumerate([*clicks, old])]
+    with CaptureQueriesContext(connection) as queries:
+        found = _clicks(batch)
+    assert found == {c.clickid: c for c in [*clicks, old]}
+    # One query per day (4 days) and one for the default partition's old clickid; each
+    # plan reads one partition (one IN list over all 5 would read 5 partitions for 7).
+    reads = []
+    with connection.cursor() as cursor:
+        for query in queries.captured_queries:
+            cursor.execute("EXPLAIN " + query["sql"])
+            reads.append(set(PARTITION.findall("\n".join(r[0] for r in cursor.fetchall()))))
+    assert sorted(len(r) for r in reads) == [1] * 5
+    assert set().union(*reads) == {
+        *(CLICKS.partition(partitions.today() + d) for d in range(4)),
+        CLICKS.default,
+    }
 
 
 @pytest.mark.django_db(transaction=True)
